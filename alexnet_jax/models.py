@@ -1,0 +1,268 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) as a pure Flax linen module.
+
+Architecture (§3.5, Figure 2), for a 227x227 input:
+
+    conv1  96 x 11x11 /4   -> ReLU -> LRN -> maxpool 3/2     [B, 27, 27, 96]
+    conv2 256 x 5x5, own tower  -> ReLU -> LRN -> maxpool 3/2 [B, 13, 13, 256]
+    conv3 384 x 3x3, both towers -> ReLU                      [B, 13, 13, 384]
+    conv4 384 x 3x3, own tower   -> ReLU                      [B, 13, 13, 384]
+    conv5 256 x 3x3, own tower   -> ReLU -> maxpool 3/2       [B, 6, 6, 256]
+    fc6 4096 -> ReLU -> dropout, fc7 4096 -> ReLU -> dropout, fc8 num_classes
+
+Towers (§3.2) are a modelling concept here: with `towers` = 2 every layer's output channels
+are split in two halves, and conv2, conv4 and conv5 read only the half of their input that
+their own tower produced (a grouped convolution). LRN also normalises within a tower, as
+each GPU did. The parameter layout is that of an ordinary grouped convolution (output
+channels tower-major), so one checkpoint serves every device layout.
+
+Placing a tower on a device is `sharding.py`'s business. This module only needs to know,
+when it runs inside `shard_map`, the name of the mesh axis that holds the towers
+(`model_axis`): it then holds one tower's share of every layer and gathers its inputs
+across that axis where the paper's layers read both towers (conv3, fc6, fc7, fc8).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from alexnet_jax import lrn as lrn_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+  name: str
+  kernel: int
+  stride: int
+  padding: int            # symmetric zero padding; conv1's comes from the config
+  own_tower: bool         # True: reads only its own tower's input maps (grouped conv)
+  post: tuple[str, ...]   # what follows the activation, in order: 'lrn', 'pool'
+
+
+# The layer tables. `features` in the config gives the widths.
+ARCHS = {
+    # §3.5 and Figure 2.
+    "alexnet": (
+        ConvSpec("conv1", 11, 4, 0, False, ("lrn", "pool")),
+        ConvSpec("conv2", 5, 1, 2, True, ("lrn", "pool")),
+        ConvSpec("conv3", 3, 1, 1, False, ()),
+        ConvSpec("conv4", 3, 1, 1, True, ()),
+        ConvSpec("conv5", 3, 1, 1, True, ("pool",)),
+    ),
+    # The paper's CIFAR-10 remark in §3.3 refers to cuda-convnet's layers-conv-local-11pct
+    # net: conv 64 5x5, pool 3/2, response norm, conv 64 5x5, response norm, pool 3/2,
+    # two locally-connected layers (64 and 32 3x3), linear 10. Here the two locally-connected
+    # layers are replaced by ordinary convolutions (conv3, conv4), which Flax and XLA run far
+    # faster and which keep the ablations (LRN, pooling, activation) meaningful.
+    "cifar": (
+        ConvSpec("conv1", 5, 1, 2, False, ("pool", "lrn")),
+        ConvSpec("conv2", 5, 1, 2, True, ("lrn", "pool")),
+        ConvSpec("conv3", 3, 1, 1, False, ()),
+        ConvSpec("conv4", 3, 1, 1, True, ()),
+    ),
+}
+
+_PAPER = dict(
+    arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
+    conv1_padding=-1, lrn=True, lrn_n=5, lrn_k=2.0, lrn_alpha=1e-4, lrn_beta=0.75,
+    lrn_convention="paper", pool_window=3, pool_stride=2, activation="relu", dropout=0.5,
+    init_scheme="paper", num_classes=1000, dtype="float32")
+
+PRESETS = {
+    "paper": _PAPER,
+    "paper_one_tower": {**_PAPER, "towers": 1},
+    # torchvision's AlexNet, from "One weird trick for parallelizing CNNs" (Krizhevsky 2014).
+    "owt": {**_PAPER, "features": (64, 192, 384, 256, 256), "towers": 1, "conv1_padding": 2,
+            "lrn": False},
+    "small": {**_PAPER, "features": (48, 128, 192, 192, 128), "fc_features": (2048, 2048),
+              "towers": 1},
+    "cifar": {**_PAPER, "arch": "cifar", "features": (64, 64, 64, 32), "fc_features": (),
+              "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3,
+              "lrn_convention": "caffe", "dropout": 0.0, "num_classes": 10},
+}
+
+
+def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """A model config with every field set, from a named preset."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown model preset {preset!r}; choose from {sorted(PRESETS)}")
+  fields = {**PRESETS[preset], "preset": preset}
+  unknown = set(overrides) - set(fields)
+  if unknown:
+    raise ValueError(f"unknown model config fields {sorted(unknown)}")
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
+
+
+def conv1_padding(cfg, image_size: int) -> int | tuple[int, int]:
+  """conv1's padding: the config's, or with -1 whatever makes an 11x11/4 conv give 55x55.
+
+  227 needs none; 224 needs 3 pixels, which go [1, 2] (top/left 1, bottom/right 2).
+  """
+  if cfg.conv1_padding >= 0:
+    return cfg.conv1_padding
+  if cfg.arch != "alexnet":
+    return ARCHS[cfg.arch][0].padding
+  total = max(0, 227 - image_size)
+  return (total // 2, total - total // 2)
+
+
+class Conv(nn.Module):
+  """A convolution whose output channels are split into `groups` towers.
+
+  Each tower reads only its own 1/groups of the input channels. With groups > 1 the input
+  and kernel are split and the convolutions concatenated, instead of XLA's
+  feature_group_count, whose backward pass is slow on CPU (jax issue 13800). The kernel
+  layout, [kh, kw, C_in / groups, C_out] with tower-major output channels, is the same.
+  """
+  features: int
+  kernel: int
+  stride: int
+  padding: Any
+  groups: int = 1
+  kernel_std: float = 0.01
+  bias_init: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    cin = x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.normal(self.kernel_std),
+                        (self.kernel, self.kernel, cin // self.groups, self.features))
+    bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+    pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
+    conv = lambda x, w: jax.lax.conv_general_dilated(
+        x, w.astype(self.dtype), (self.stride, self.stride), (pad, pad),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x = x.astype(self.dtype)
+    if self.groups == 1:
+      y = conv(x, kernel)
+    else:
+      xs = jnp.split(x, self.groups, axis=-1)
+      ws = jnp.split(kernel, self.groups, axis=-1)
+      y = jnp.concatenate([conv(a, w) for a, w in zip(xs, ws)], axis=-1)
+    return y + bias.astype(self.dtype)
+
+
+class AlexNet(nn.Module):
+  """The AlexNet family; see the module docstring. Fields mirror `PRESETS`."""
+  arch: str = "alexnet"
+  features: Sequence[int] = (96, 256, 384, 384, 256)
+  fc_features: Sequence[int] = (4096, 4096)
+  num_classes: int = 1000
+  towers: int = 2
+  conv1_padding: Any = 0
+  lrn: bool = True
+  lrn_n: int = 5
+  lrn_k: float = 2.0
+  lrn_alpha: float = 1e-4
+  lrn_beta: float = 0.75
+  lrn_convention: str = "paper"
+  pool_window: int = 3
+  pool_stride: int = 2
+  activation: str = "relu"
+  dropout: float = 0.5
+  init_scheme: str = "paper"
+  dtype: Any = jnp.float32
+  model_axis: str | None = None   # set inside shard_map: the mesh axis holding the towers
+
+  def _gather(self, x):
+    """Inputs of a layer that reads both towers: all towers' maps, in tower order."""
+    if self.model_axis is None:
+      return x
+    return jax.lax.all_gather(x, self.model_axis, axis=x.ndim - 1, tiled=True)
+
+  def _act(self, x):
+    return {"relu": nn.relu, "tanh": jnp.tanh}[self.activation](x)
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+    shards = 1 if self.model_axis is None else self.towers   # towers held elsewhere
+    local_towers = self.towers // shards
+    # Paper init (§5): N(0, 0.01) weights; biases 1 in conv2, conv4, conv5, fc6, fc7 so that
+    # their ReLUs start with positive inputs; 0 elsewhere. Caffe: 0.1, fc6/fc7 std 0.005.
+    one = {"paper": 1.0, "caffe": 0.1}[self.init_scheme]
+    ones_at = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+    x = images.astype(self.dtype)
+    for spec, width in zip(ARCHS[self.arch], self.features):
+      if not spec.own_tower and spec.name != "conv1":
+        x = self._gather(x)
+      pad = self.conv1_padding if spec.name == "conv1" else spec.padding
+      x = Conv(width // shards, spec.kernel, spec.stride, pad,
+               groups=local_towers if spec.own_tower else 1,
+               bias_init=one if spec.name in ones_at else 0.0, dtype=self.dtype,
+               name=spec.name)(x)
+      x = self._act(x)
+      for op in spec.post:
+        if op == "lrn" and self.lrn:
+          x = lrn_lib.local_response_norm(
+              x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
+              convention=self.lrn_convention, groups=local_towers)
+        elif op == "pool":
+          w, s = self.pool_window, self.pool_stride
+          x = nn.max_pool(x, (w, w), strides=(s, s), padding="VALID")
+    x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
+    first_fc = len(self.features) + 1
+    for i, width in enumerate(self.fc_features):
+      name = f"fc{first_fc + i}"
+      std = 0.005 if self.init_scheme == "caffe" else 0.01
+      x = nn.Dense(width // shards, dtype=self.dtype, name=name,
+                   kernel_init=nn.initializers.normal(std),
+                   bias_init=nn.initializers.constant(one if name in ones_at else 0.0))(x)
+      x = self._act(x)
+      x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
+      x = self._gather(x)
+    name = f"fc{first_fc + len(self.fc_features)}"
+    x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
+                 kernel_init=nn.initializers.normal(0.01),
+                 bias_init=nn.initializers.zeros)(x)
+    return self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
+
+
+def create_model(cfg: ml_collections.ConfigDict, image_size: int,
+                 model_axis: str | None = None) -> AlexNet:
+  """The AlexNet for a model config (see `PRESETS`) at a given input size."""
+  if cfg.activation not in ("relu", "tanh"):
+    raise ValueError(f"model.activation must be 'relu' or 'tanh', got {cfg.activation!r}")
+  if cfg.init_scheme not in ("paper", "caffe"):
+    raise ValueError(f"model.init_scheme must be 'paper' or 'caffe', got {cfg.init_scheme!r}")
+  if cfg.arch not in ARCHS:
+    raise ValueError(f"model.arch must be one of {sorted(ARCHS)}, got {cfg.arch!r}")
+  if len(cfg.features) != len(ARCHS[cfg.arch]):
+    raise ValueError(f"model.features needs {len(ARCHS[cfg.arch])} widths for arch "
+                     f"{cfg.arch!r}, got {tuple(cfg.features)}")
+  lrn_lib.effective_alpha(cfg.lrn_alpha, cfg.lrn_n, cfg.lrn_convention)  # validates
+  for width in (*cfg.features, *cfg.fc_features):
+    if width % cfg.towers:
+      raise ValueError(f"model width {width} does not split into {cfg.towers} towers")
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  if cfg.dtype not in dtypes:
+    raise ValueError(f"model.dtype must be one of {sorted(dtypes)}, got {cfg.dtype!r}")
+  return AlexNet(
+      arch=cfg.arch, features=tuple(cfg.features), fc_features=tuple(cfg.fc_features),
+      num_classes=cfg.num_classes, towers=cfg.towers,
+      conv1_padding=conv1_padding(cfg, image_size), lrn=cfg.lrn, lrn_n=cfg.lrn_n,
+      lrn_k=cfg.lrn_k, lrn_alpha=cfg.lrn_alpha, lrn_beta=cfg.lrn_beta,
+      lrn_convention=cfg.lrn_convention, pool_window=cfg.pool_window,
+      pool_stride=cfg.pool_stride, activation=cfg.activation, dropout=cfg.dropout,
+      init_scheme=cfg.init_scheme, dtype=dtypes[cfg.dtype], model_axis=model_axis)
+
+
+def output_size(cfg: ml_collections.ConfigDict, image_size: int) -> int:
+  """Spatial size of the last conv block's output, so a bad image size fails before jit."""
+  size = image_size
+  for spec in ARCHS[cfg.arch]:
+    pad = conv1_padding(cfg, image_size) if spec.name == "conv1" else spec.padding
+    pad = sum(pad) if isinstance(pad, tuple) else 2 * pad
+    size = (size + pad - spec.kernel) // spec.stride + 1
+    if size < 1:
+      break
+    if "pool" in spec.post:
+      size = (size - cfg.pool_window) // cfg.pool_stride + 1
+    if size < 1:
+      break
+  return size
