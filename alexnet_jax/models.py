@@ -197,6 +197,7 @@ class AlexNet(nn.Module):
                bias_init=one if spec.name in ones_at else 0.0, dtype=self.dtype,
                name=spec.name)(x)
       x = self._act(x)
+      self.sow("intermediates", spec.name + "_out", x)
       for op in spec.post:
         if op == "lrn" and self.lrn:
           x = lrn_lib.local_response_norm(
@@ -205,6 +206,9 @@ class AlexNet(nn.Module):
         elif op == "pool":
           w, s = self.pool_window, self.pool_stride
           x = nn.max_pool(x, (w, w), strides=(s, s), padding="VALID")
+        else:
+          continue
+        self.sow("intermediates", op + spec.name[-1], x)   # lrn1, pool1, ...
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):
@@ -214,13 +218,16 @@ class AlexNet(nn.Module):
                    kernel_init=nn.initializers.normal(std),
                    bias_init=nn.initializers.constant(one if name in ones_at else 0.0))(x)
       x = self._act(x)
+      self.sow("intermediates", name + "_out", x)
       x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
       x = self._gather(x)
     name = f"fc{first_fc + len(self.fc_features)}"
     x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
                  kernel_init=nn.initializers.normal(0.01),
                  bias_init=nn.initializers.zeros)(x)
-    return self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
+    x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
+    self.sow("intermediates", name + "_out", x)
+    return x
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_size: int,

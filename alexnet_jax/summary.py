@@ -1,0 +1,69 @@
+"""A per-layer table of an AlexNet: output shape, parameters and forward FLOPs per image.
+
+Shapes come from tracing the model (`jax.eval_shape`, nothing is computed), so the table
+is the model's own account of itself, checked in tests against the paper's §3.5 figures.
+FLOPs count the multiply-adds of convolutions and fully-connected layers as 2 each; ReLU,
+LRN and pooling are a fraction of a percent of the total and are not counted.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from alexnet_jax import models
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  layer: str
+  shape: tuple[int, ...]   # output shape for one image
+  params: int
+  flops: int               # forward, per image
+
+
+def layer_table(cfg: ml_collections.ConfigDict, image_size: int) -> list[Row]:
+  model = models.create_model(cfg, image_size)
+  images = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+
+  def trace():
+    variables = model.init(jax.random.key(0), images)
+    _, state = model.apply(variables, images, mutable=["intermediates"])
+    return variables["params"], state["intermediates"]
+
+  params, acts = jax.eval_shape(trace)
+  # Conv and fc outputs are sown as '<layer>_out'; Flax returns them sorted by name, so put
+  # them back in the order the network runs them.
+  order = [n for s in models.ARCHS[cfg.arch] for n in (s.name, *(o + s.name[-1] for o in s.post))]
+  rank = lambda name: order.index(name) if name in order else len(order) + int(name[2:])
+  rows = []
+  for name in sorted((n.removesuffix("_out") for n in acts), key=rank):
+    (out,) = acts.get(name + "_out", acts.get(name))
+    shape = tuple(out.shape[1:])
+    p = params.get(name, {})
+    n_params = sum(math.prod(v.shape) for v in jax.tree.leaves(p))
+    flops = 0
+    if "kernel" in p:   # conv: 2 * kh*kw*cin/groups * cout per output pixel; dense: 2*in*out
+      flops = 2 * math.prod(p["kernel"].shape) * math.prod(shape[:-1])
+    rows.append(Row(name, shape, n_params, flops))
+  return rows
+
+
+def format_table(rows: list[Row], title: str = "") -> str:
+  lines = [title] if title else []
+  lines.append(f"{'layer':<8}{'output shape':>18}{'params':>14}{'MFLOPs':>12}")
+  lines.append("-" * 52)
+  for r in rows:
+    shape = "x".join(map(str, r.shape))
+    params = f"{r.params:,}" if r.params else ""
+    flops = f"{r.flops / 1e6:,.1f}" if r.flops else ""
+    lines.append(f"{r.layer:<8}{shape:>18}{params:>14}{flops:>12}")
+  lines.append("-" * 52)
+  total_p = sum(r.params for r in rows)
+  total_f = sum(r.flops for r in rows)
+  lines.append(f"total parameters: {total_p:,}")
+  lines.append(f"forward FLOPs per image: {total_f / 1e9:.3f} G ({total_f:,})")
+  return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""launch.summary's numbers against the paper and the seeds (issue: foundation)."""
+import subprocess
+import sys
+
+import pytest
+
+from alexnet_jax import models, summary
+
+# Parameter counts at the stated class counts: the paper model with two towers and with
+# one (seed 001), torchvision's AlexNet, and the 48-128-192-192-128 net of seed 003.
+@pytest.mark.parametrize("preset,classes,size,total", [
+    ("paper", 1000, 227, 60_965_224),
+    ("paper", 1000, 224, 60_965_224),
+    ("paper_one_tower", 1000, 227, 62_378_344),
+    ("owt", 1000, 224, 61_100_840),
+    ("small", 2, 227, 14_585_538),
+])
+def test_parameter_totals(preset, classes, size, total):
+  rows = summary.layer_table(models.model_config(preset, num_classes=classes), size)
+  assert sum(r.params for r in rows) == total
+
+
+@pytest.mark.parametrize("size", [227, 224])
+def test_shape_chain(size):
+  rows = {r.layer: r.shape for r in summary.layer_table(models.model_config("paper"), size)}
+  chain = [rows[n][0] for n in ("conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5")]
+  assert chain == [55, 27, 27, 13, 13, 13, 13, 6]
+  assert rows["conv1"] == (55, 55, 96) and rows["pool5"] == (6, 6, 256)
+  assert rows["fc6"] == (4096,) and rows["fc8"] == (1000,)
+
+
+def test_flops_of_conv1():
+  rows = {r.layer: r for r in summary.layer_table(models.model_config("paper"), 227)}
+  assert rows["conv1"].flops == 2 * 11 * 11 * 3 * 96 * 55 * 55
+  # conv2 is grouped: each output map sees 48 input maps.
+  assert rows["conv2"].flops == 2 * 5 * 5 * 48 * 256 * 27 * 27
+
+
+def test_launch_prints_the_table():
+  out = subprocess.run(
+      [sys.executable, "-m", "launch.summary", "--config=experiments/default.py",
+       "--config.model.towers=1"], capture_output=True, text=True, check=True).stdout
+  assert "total parameters: 62,378,344" in out
+  assert "pool5" in out and "6x6x256" in out
