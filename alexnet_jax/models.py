@@ -99,15 +99,18 @@ def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
 
 
 def conv1_padding(cfg, image_size: int) -> int | tuple[int, int]:
-  """conv1's padding: the config's, or with -1 whatever makes an 11x11/4 conv give 55x55.
+  """conv1's padding: the config's, or with -1 the fewest pixels that make the 11x11/4
+  windows tile the padded input exactly.
 
-  227 needs none; 224 needs 3 pixels, which go [1, 2] (top/left 1, bottom/right 2).
+  227 needs none (55x55 out); 224 needs 3, which go [1, 2] (top/left 1, bottom/right 2),
+  so that 224 also gives 55x55.
   """
   if cfg.conv1_padding >= 0:
     return cfg.conv1_padding
+  spec = ARCHS[cfg.arch][0]
   if cfg.arch != "alexnet":
-    return ARCHS[cfg.arch][0].padding
-  total = max(0, 227 - image_size)
+    return spec.padding
+  total = -(image_size - spec.kernel) % spec.stride
   return (total // 2, total - total // 2)
 
 
