@@ -177,7 +177,7 @@ class AlexNet(nn.Module):
     """Inputs of a layer that reads both towers: all towers' maps, in tower order."""
     if self.model_axis is None:
       return x
-    return jax.lax.all_gather(x, self.model_axis, axis=x.ndim - 1, tiled=True)
+    return jax.lax.all_gather(x, self.model_axis, axis=x.ndim - 1, tiled=True, to="invarying")
 
   def _act(self, x):
     return {"relu": nn.relu, "tanh": jnp.tanh}[self.activation](x)

@@ -1,0 +1,118 @@
+"""Devices: the (data, model) mesh and the paper's two-GPU layout on it (§3.2).
+
+The paper put one tower on each of two GPUs: each held half the kernels of every layer
+(48/128/192/192/128 conv maps, 2048/2048 fc6/fc7 neurons). Here the `model` mesh axis has
+one device per tower and the `data` axis splits the batch:
+
+* every parameter's last axis (output channels, tower-major) is split over `model`, so a
+  device holds exactly its tower's kernels and biases; the layout on disk is the same for
+  every mesh;
+* the forward pass runs under `jax.shard_map`: each device runs `AlexNet` with
+  `model_axis='model'`, which keeps conv2, conv4 and conv5 local and gathers the towers'
+  maps across `model` before conv3, fc6, fc7 and fc8;
+* the loss, gradients and optimiser update are ordinary `jax.jit` code over the global
+  arrays; differentiating through `shard_map` gives each device its tower's gradients, and
+  the mean over the `data`-sharded batch averages gradients over `data`.
+
+Model code never names a device; this module is the only place that does.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from alexnet_jax import models
+
+DATA, MODEL = "data", "model"
+
+
+def mesh_shape(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -> tuple[int, int]:
+  """The (data, model) shape for a config, checked against the devices and towers.
+
+  `cfg.mesh_shape` entries of 0 are derived: `model` is the number of towers when the
+  devices divide into towers (1 otherwise), and `data` takes the remaining devices.
+  Raises ValueError, before anything is compiled, when the mesh cannot work.
+  """
+  n = jax.device_count() if num_devices is None else num_devices
+  towers = cfg.model.towers
+  data, model = cfg.mesh_shape
+  if model == 0:
+    model = towers if n % towers == 0 and (data == 0 or data * towers <= n) else 1
+  if data == 0:
+    data = max(1, n // model)
+  if data < 1 or model < 1:
+    raise ValueError(f"mesh_shape {tuple(cfg.mesh_shape)} must have positive entries")
+  if data * model != n:
+    raise ValueError(f"mesh_shape (data={data}, model={model}) needs {data * model} devices, "
+                     f"but {n} are present")
+  if model not in (1, towers):
+    raise ValueError(f"the model axis holds one tower per device, so it must be 1 or "
+                     f"model.towers={towers}, got {model}")
+  if model > 1 and cfg.model.num_classes % model:
+    raise ValueError(f"model.num_classes={cfg.model.num_classes} does not split over "
+                     f"{model} towers (fc8 is split by class)")
+  if cfg.batch_size % data:
+    raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {data} data-parallel "
+                     f"devices of mesh (data={data}, model={model})")
+  return data, model
+
+
+def make_mesh(cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
+  devices = jax.devices() if devices is None else devices
+  shape = mesh_shape(cfg, len(devices))
+  return Mesh(np.asarray(devices).reshape(shape), (DATA, MODEL))
+
+
+def param_spec(mesh: Mesh, x) -> P:
+  """Output channels (the last axis) are tower-major: split them over `model`.
+
+  Scalars (step, learning rate), and everything on a mesh without towers, are replicated.
+  """
+  if mesh.shape[MODEL] == 1 or np.ndim(x) == 0:
+    return P()
+  return P(*([None] * (np.ndim(x) - 1)), MODEL)
+
+
+def param_shardings(mesh: Mesh, tree):
+  """Shardings for parameters, or for a whole train state (optimiser leaves shaped like
+  parameters follow them)."""
+  return jax.tree.map(lambda x: NamedSharding(mesh, param_spec(mesh, x)), tree)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def make_apply_fn(model_cfg: ml_collections.ConfigDict, image_size: int, mesh: Mesh):
+  """`apply(params, images, rng, train) -> logits` with the towers laid out on `mesh`.
+
+  `images` is [B, H, W, 3] sharded over `data`; `logits` [B, classes] likewise. With
+  train=True, each device draws its own dropout masks (the key is folded with its position).
+  """
+  towers_on_devices = mesh.shape[MODEL] > 1
+  model = models.create_model(model_cfg, image_size, MODEL if towers_on_devices else None)
+
+  def local(params, images, rng, train):
+    rngs = None
+    if train:
+      rng = jax.random.fold_in(rng, jax.lax.axis_index(DATA))
+      rngs = {"dropout": jax.random.fold_in(rng, jax.lax.axis_index(MODEL))}
+    return model.apply({"params": params}, images, train=train, rngs=rngs)
+
+  @functools.partial(jax.jit, static_argnames="train")
+  def apply(params, images, rng, train: bool = False):
+    specs = jax.tree.map(functools.partial(param_spec, mesh), params)
+    fn = jax.shard_map(functools.partial(local, train=train), mesh=mesh,
+                       in_specs=(specs, P(DATA), P()), out_specs=P(DATA))
+    return fn(params, images, rng)
+
+  return apply

@@ -1,0 +1,32 @@
+"""The four-layer CIFAR-10 net of the paper's §3.3 remark (see models.py, preset 'cifar'),
+on 32x32 images with pad-and-crop and flips.
+
+    python -m launch.train --config=experiments/cifar10.py --workdir=runs/cifar10 \
+        --config.data.data_dir=../shared/data/cifar10
+(name 'folder' reads <data_dir>/{train,test}/<class>/*.jpg; set --config.data.name=cifar10
+and clear data_dir to use the tfds dataset instead.)
+"""
+from alexnet_jax import models
+from experiments import default
+
+
+def get_config():
+  c = default.get_config()
+  c.model = models.model_config("cifar")
+  c.data.name = "folder"
+  c.data.train_split = "train"
+  c.data.eval_split = "test"
+  c.data.image_size = 32
+  c.data.resize_size = 32
+  c.data.pca_lighting = 0.0
+  c.data.mean = (0.4913, 0.4821, 0.4465)   # the JPEG copies' statistics (shared/data README)
+  c.data.std = (0.2452, 0.2428, 0.2606)
+  c.batch_size = 128
+  c.num_epochs = 30.0
+  c.schedule = "cosine"
+  c.warmup_epochs = 1.0
+  c.learning_rate = 0.01
+  c.log_every_steps = 100
+  c.eval_every_steps = 390
+  c.checkpoint_every_steps = 390
+  return c
