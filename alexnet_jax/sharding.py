@@ -41,13 +41,14 @@ def mesh_shape(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -
   n = jax.device_count() if num_devices is None else num_devices
   towers = cfg.model.towers
   data, model = cfg.mesh_shape
+  explicit = data > 0 and model > 0
   if model == 0:
     model = towers if n % towers == 0 and (data == 0 or data * towers <= n) else 1
   if data == 0:
     data = max(1, n // model)
   if data < 1 or model < 1:
     raise ValueError(f"mesh_shape {tuple(cfg.mesh_shape)} must have positive entries")
-  if data * model != n:
+  if data * model > n or (not explicit and data * model != n):
     raise ValueError(f"mesh_shape (data={data}, model={model}) needs {data * model} devices, "
                      f"but {n} are present")
   if model not in (1, towers):
@@ -63,9 +64,11 @@ def mesh_shape(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -
 
 
 def make_mesh(cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
+  """The mesh over `devices` (all by default); an explicit smaller mesh_shape takes the
+  first data * model of them."""
   devices = jax.devices() if devices is None else devices
-  shape = mesh_shape(cfg, len(devices))
-  return Mesh(np.asarray(devices).reshape(shape), (DATA, MODEL))
+  data, model = mesh_shape(cfg, len(devices))
+  return Mesh(np.asarray(devices[:data * model]).reshape(data, model), (DATA, MODEL))
 
 
 def param_spec(mesh: Mesh, x) -> P:
