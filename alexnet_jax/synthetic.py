@@ -1,0 +1,108 @@
+"""A small, learnable image-folder dataset for the offline quick start (no download).
+
+`make_shapes_dataset(root)` writes `root/{train,test}/<class>/NNNN.jpg`: coloured shapes and
+stripe patterns at random positions, scales and colours, with pixel noise. Read it with
+`data.name = 'folder'`, `data.data_dir = root`. Only numpy and PIL; deterministic for a seed.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COMPLETE_MARKER = "COMPLETE"  # written last: its presence means the dataset is whole
+
+# Class name -> drawer. Labels follow the sorted names (as for any image folder).
+_CLASS_ORDER = ("circle", "square", "hstripes", "vstripes", "triangle", "cross", "checker", "ring")
+
+
+def _colours(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Background and foreground colours that differ clearly (no class is told by colour)."""
+  while True:
+    bg, fg = rng.integers(0, 256, size=(2, 3))
+    if np.abs(bg - fg).sum() > 200:
+      return tuple(int(v) for v in bg), tuple(int(v) for v in fg)
+
+
+def _draw(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
+  bg, fg = _colours(rng)
+  img = Image.new("RGB", (size, size), bg)
+  d = ImageDraw.Draw(img)
+  r = rng.uniform(0.18, 0.38) * size                      # half extent of the shape
+  cx, cy = rng.uniform(r, size - r, size=2)              # fully inside the image
+  box = (cx - r, cy - r, cx + r, cy + r)
+  period = int(rng.integers(max(4, size // 12), max(6, size // 5)))
+  phase = int(rng.integers(0, period))
+  if name == "circle":
+    d.ellipse(box, fill=fg)
+  elif name == "square":
+    d.rectangle(box, fill=fg)
+  elif name == "triangle":
+    d.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=fg)
+  elif name == "ring":
+    d.ellipse(box, outline=fg, width=max(2, int(r / 3)))
+  elif name == "cross":
+    w = max(2, r / 3)
+    d.rectangle((cx - r, cy - w, cx + r, cy + w), fill=fg)
+    d.rectangle((cx - w, cy - r, cx + w, cy + r), fill=fg)
+  elif name in ("hstripes", "vstripes", "checker"):
+    a = np.asarray(img).copy()
+    idx = (np.arange(size) + phase) // (period // 2 or 1) % 2 == 1
+    if name == "hstripes":
+      mask = np.broadcast_to(idx[:, None], (size, size))
+    elif name == "vstripes":
+      mask = np.broadcast_to(idx[None, :], (size, size))
+    else:
+      mask = idx[:, None] ^ idx[None, :]
+    a[mask] = fg
+    img = Image.fromarray(a)
+  else:
+    raise ValueError(f"unknown shape class {name!r}")
+  a = np.asarray(img, dtype=np.float32)
+  a += rng.normal(0.0, 12.0, size=a.shape)                # pixel noise
+  return np.clip(a, 0, 255).astype(np.uint8)
+
+
+def make_shapes_dataset(root: str, *, num_classes: int = 4, train_per_class: int = 200,
+                        test_per_class: int = 50, size: int = 64, seed: int = 0) -> str:
+  """Writes `root/{train,test}/<class>/NNNN.jpg` once and returns `root`.
+
+  Idempotent: when `root/COMPLETE` exists nothing is written. The dataset is built in a
+  temporary folder beside `root` and renamed into place, so a crash never leaves half of one.
+  Each image's randomness comes from (seed, split, class, index) alone.
+  """
+  if not 1 <= num_classes <= len(_CLASS_ORDER):
+    raise ValueError(f"num_classes must be in 1..{len(_CLASS_ORDER)}, got {num_classes}")
+  root = os.path.abspath(os.path.expanduser(root))
+  if os.path.exists(os.path.join(root, COMPLETE_MARKER)):
+    return root
+  parent = os.path.dirname(root)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
+  try:
+    names = _CLASS_ORDER[:num_classes]
+    for split_id, (split, per_class) in enumerate((("train", train_per_class),
+                                                   ("test", test_per_class))):
+      for class_id, name in enumerate(names):
+        folder = os.path.join(tmp, split, name)
+        os.makedirs(folder)
+        for i in range(per_class):
+          rng = np.random.default_rng([seed, split_id, class_id, i])
+          Image.fromarray(_draw(name, size, rng)).save(
+              os.path.join(folder, f"{i:04d}.jpg"), "JPEG", quality=90)
+    with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
+      f.write(f"classes={','.join(names)} train_per_class={train_per_class} "
+              f"test_per_class={test_per_class} size={size} seed={seed}\n")
+    if os.path.exists(root):           # an incomplete leftover from a crashed run
+      shutil.rmtree(root)
+    try:
+      os.rename(tmp, root)
+    except OSError:                    # another process finished first
+      if not os.path.exists(os.path.join(root, COMPLETE_MARKER)):
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return root
