@@ -29,6 +29,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from alexnet_jax import synthetic
+
 try:  # Keep TF off the accelerators: JAX owns them.
   tf.config.set_visible_devices([], "GPU")
 except Exception:  # pylint: disable=broad-except  # TF already initialised, or no GPU build
@@ -294,7 +296,8 @@ def _folder_examples(data_cfg, split: str) -> tuple[list[str], list[int]]:
   names = builder.info.features["label"]
   paths, labels = [], []
   for ins in instructions:
-    for ex in builder._split_examples[ins.splitname][ins.from_:ins.to]:  # pylint: disable=protected-access
+    examples = builder._split_examples[ins.splitname]  # pylint: disable=protected-access
+    for ex in examples[ins.from_:ins.to]:
       paths.append(ex.image_path)
       labels.append(names.str2int(ex.label))
   return paths, labels
@@ -336,6 +339,35 @@ def class_names(data_cfg) -> list[str]:
   if data_cfg.name == "folder":
     return list(_image_folder(data_cfg).info.features["label"].names)
   return list(_tfds_builder(data_cfg).info.features["label"].names)
+
+
+def prepare(cfg, workdir: str):
+  """Makes `cfg.data` point at data that exists, and returns a resolved copy of `cfg`.
+
+  'shapes': generates the synthetic dataset (alexnet_jax/synthetic.py) once into
+  <workdir>/shapes, with cfg.model.num_classes classes at max(resize_size, image_size) pixels,
+  and returns a config reading it as 'folder'. A tfds name that is not prepared yet is
+  prepared by tfds (`download_and_prepare`; ImageNet needs its manual download first).
+  'folder' is returned as it is. Safe to call from every process: generation is atomic.
+  """
+  cfg = cfg.copy_and_resolve_references()
+  data = cfg.data
+  if data.name == "shapes":
+    root = data.data_dir or os.path.join(workdir, "shapes")
+    num_classes = int(getattr(getattr(cfg, "model", None), "num_classes", 4))
+    synthetic.make_shapes_dataset(root, num_classes=num_classes,
+                                  size=max(int(data.resize_size), int(data.image_size)))
+    data.name, data.data_dir = "folder", root
+  elif data.name != "folder":
+    try:
+      builder = tfds.builder(data.name, data_dir=data.data_dir or None)
+    except tfds.core.registered.DatasetNotFoundError:
+      raise ValueError(f"unknown dataset data.name {data.name!r}: not 'folder', 'shapes' or a "
+                       "tfds dataset") from None
+    if not builder.is_prepared():
+      logging.info("input_pipeline: preparing tfds dataset %s in %s", data.name, builder.data_dir)
+      builder.download_and_prepare()
+  return cfg
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,7 +415,8 @@ def _decode_or_skip(data: tf.Tensor, name: tf.Tensor) -> tuple[tf.Tensor, tf.Ten
 
 def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: int = 0,
                  process_index: int = 0, process_count: int = 1, repeat: bool | None = None,
-                 ten_crop: bool = False) -> tf.data.Dataset:  # pylint: disable=redefined-outer-name
+                 ten_crop: bool = False,  # pylint: disable=redefined-outer-name
+                 skip_batches: int = 0) -> tf.data.Dataset:
   """Batches of one process's part of `split`; see the module docstring.
 
   Args:
@@ -398,6 +431,10 @@ def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: in
       ('mask' 0) and yields ceil(ceil(N / process_count) / batch_size) batches in every
       process, so that processes stay in step and every example is seen once.
     ten_crop: evaluation only: 'image' is [B, 10, S, S, 3].
+    skip_batches: start at this batch of the sequence (to resume training at a step).
+      Training skips examples before decoding them (for a folder without cache, in O(1):
+      straight to the right epoch and offset); the batches equal the uninterrupted run's
+      unless undecodable files were dropped before that point.
   """
   if repeat is None:
     repeat = train
@@ -407,6 +444,9 @@ def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: in
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   if not 0 <= process_index < process_count:
     raise ValueError(f"process_index {process_index} not in [0, {process_count})")
+  if skip_batches < 0:
+    raise ValueError(f"skip_batches must be >= 0, got {skip_batches}")
+  skip_elements = skip_batches * batch_size if train else 0
   size = int(data_cfg.image_size)
   cache = bool(getattr(data_cfg, "cache", False))
 
@@ -424,15 +464,22 @@ def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: in
     if train and not cache:
       # A fresh stateless permutation of the file list every epoch: reproducible without TF's
       # global seed, and only indices in the shuffle.
-      epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
-      order = epochs.flat_map(lambda epoch: tf.data.Dataset.from_tensor_slices(
-          tf.random.experimental.stateless_shuffle(
-              tf.range(local, dtype=tf.int64),
-              seed=tf.stack([tf.constant(seed, tf.int64), epoch]))))
-      shuffled, repeated = True, True
+      # Resuming (skip) starts at the right epoch and offset without touching earlier ones.
+      first_epoch, offset = divmod(skip_elements, local)
+      epochs = (tf.data.Dataset.counter(start=first_epoch) if repeat
+                else tf.data.Dataset.range(first_epoch, 1))
+
+      def epoch_order(epoch):
+        perm = tf.random.experimental.stateless_shuffle(
+            tf.range(local, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(
+            perm[tf.where(tf.equal(epoch, first_epoch), offset, 0):])
+
+      order = epochs.flat_map(epoch_order)
+      shuffled, repeated, skipped = True, True, True
     else:
       order = tf.data.Dataset.range(local)
-      shuffled, repeated = False, False
+      shuffled, repeated, skipped = False, False, False
     source = order
 
     def fetch(i):
@@ -447,22 +494,22 @@ def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: in
         split=parts[process_index], shuffle_files=train,
         decoders={"image": tfds.decode.SkipDecoding()},
         read_config=tfds.ReadConfig(shuffle_seed=seed, add_tfds_id=True))
-    shuffled, repeated = False, False
+    shuffled, repeated, skipped = False, False, False
 
     def fetch(ex):
       return ex["image"], tf.cast(ex["label"], tf.int32), ex["tfds_id"]
 
   # 2. Decode (and, unless cached, preprocess in the same map); drop undecodable images.
-  if train:
-    # Element i (counted after shuffling and repetition) of process p gets the stateless seed
-    # [seed * 2^20 + p, i]: reproducible, and distinct across elements and processes.
-    key = tf.constant(seed * (1 << 20) + process_index, tf.int64)
-    preprocess = lambda image, i: _train_preprocess(  # pylint: disable=unnecessary-lambda-assignment
-        image, tf.stack([key, i]), data_cfg)
-  elif ten_crop:
-    preprocess = lambda image, i: preprocess_eval_image_ten_crop(image, data_cfg)  # pylint: disable=unnecessary-lambda-assignment
-  else:
-    preprocess = lambda image, i: preprocess_eval_image(image, data_cfg)  # pylint: disable=unnecessary-lambda-assignment
+  # Element i (counted after shuffling and repetition) of process p gets the stateless seed
+  # [seed * 2^20 + p, i]: reproducible, and distinct across elements and processes.
+  key = tf.constant(seed * (1 << 20) + process_index, tf.int64)
+
+  def preprocess(image, i):
+    if train:
+      return _train_preprocess(image, tf.stack([key, i]), data_cfg)
+    if ten_crop:
+      return preprocess_eval_image_ten_crop(image, data_cfg)
+    return preprocess_eval_image(image, data_cfg)
 
   def finish(image, label, i):
     return {"image": preprocess(image, i), "label": label, "mask": tf.constant(1.0)}
@@ -488,21 +535,23 @@ def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: in
                       reshuffle_each_iteration=True)
     if repeat:
       ds = ds.repeat()
-    ds = ds.enumerate().map(lambda i, ex: (finish(ex[0][0], ex[0][1], i), ex[1]),
-                            num_parallel_calls=AUTOTUNE)
+    ds = ds.skip(skip_elements).enumerate(start=skip_elements).map(
+        lambda i, ex: (finish(ex[0][0], ex[0][1], i), ex[1]), num_parallel_calls=AUTOTUNE)
   else:
     if train and not shuffled:
       source = source.shuffle(min(local, int(data_cfg.shuffle_buffer)), seed=seed,
                               reshuffle_each_iteration=True)
     if repeat and not repeated:
       source = source.repeat()
+    if not skipped:
+      source = source.skip(skip_elements)
 
     def load(i, element):
       data, y, name = fetch(element)
       image, ok = _decode_or_skip(data, name)
       return finish(image, y, i), ok
 
-    ds = drop_bad(source.enumerate().map(load, num_parallel_calls=AUTOTUNE))
+    ds = drop_bad(source.enumerate(start=skip_elements).map(load, num_parallel_calls=AUTOTUNE))
 
   # 3. Batch (then drop the `ok` flags, per batch). A finite evaluation pads with mask-0
   # examples to the same number of batches in every process.
@@ -516,4 +565,6 @@ def create_split(data_cfg, split: str, *, train: bool, batch_size: int, seed: in
     num_batches = math.ceil(per_process_max / batch_size)
     ds = ds.concatenate(pad).batch(batch_size, drop_remainder=True).take(num_batches)
   ds = ds.map(lambda batch, ok: batch)
+  if not train:
+    ds = ds.skip(skip_batches)
   return ds.prefetch(AUTOTUNE).with_options(_options())

@@ -167,6 +167,40 @@ def test_same_seed_same_batches_other_seed_other_batches(shapes):
   assert not np.array_equal(a[0]["label"], a[4]["label"][:8])
 
 
+def test_skip_batches_resumes_the_same_sequence(shapes):
+  for cache in (False, True):
+    c = data_config(shapes)
+    c.cache = cache
+    whole = take(ip.create_split(c, "train", train=True, batch_size=8, seed=2), 7)
+    resumed = take(ip.create_split(c, "train", train=True, batch_size=8, seed=2,
+                                   skip_batches=4), 3)   # 32 of 36 done: across the epoch end
+    for x, y in zip(whole[4:], resumed):
+      np.testing.assert_array_equal(x["label"], y["label"])
+      np.testing.assert_array_equal(x["image"], y["image"])
+  e = batches(ip.create_split(c, "test", train=False, batch_size=4))
+  r = batches(ip.create_split(c, "test", train=False, batch_size=4, skip_batches=2))
+  assert len(r) == 2 and np.array_equal(r[0]["image"], e[2]["image"])
+
+
+def test_prepare_generates_shapes_once_and_reads_them_as_a_folder(tmp_path):
+  cfg = default.get_config()
+  cfg.model.num_classes = 3
+  cfg.data.name = "shapes"
+  cfg.data.image_size, cfg.data.resize_size = 24, 28
+  out = ip.prepare(cfg, str(tmp_path))
+  assert cfg.data.name == "shapes"                      # the caller's config is untouched
+  assert out.data.name == "folder" and out.data.data_dir == str(tmp_path / "shapes")
+  assert os.path.exists(tmp_path / "shapes" / synthetic.COMPLETE_MARKER)
+  assert ip.class_names(out.data) == ["circle", "hstripes", "square"]
+  assert ip.num_examples(out.data, "test") == 150
+  with Image.open(tmp_path / "shapes" / "test" / "circle" / "0000.jpg") as im:
+    assert im.size == (28, 28)
+  assert ip.prepare(out, str(tmp_path)).data.data_dir == out.data.data_dir   # 'folder': as is
+  with pytest.raises(ValueError, match="no_such_dataset_xyz"):
+    cfg.data.name = "no_such_dataset_xyz"
+    ip.prepare(cfg, str(tmp_path))
+
+
 def test_pca_lighting_adds_one_colour_shift_per_image_with_the_right_statistics(shapes, tmp_path):
   sigma = 0.1
   plain = data_config(shapes, flip=False, pca_lighting=0.0)
