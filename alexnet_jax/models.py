@@ -127,14 +127,16 @@ class Conv(nn.Module):
   stride: int
   padding: Any
   groups: int = 1
-  kernel_std: float = 0.01
+  kernel_std: float = 0.01    # 0: He et al. (2015) fan-in scaling
   bias_init: float = 0.0
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     cin = x.shape[-1]
-    kernel = self.param("kernel", nn.initializers.normal(self.kernel_std),
+    kernel_init = (nn.initializers.he_normal() if self.kernel_std == 0
+                   else nn.initializers.normal(self.kernel_std))
+    kernel = self.param("kernel", kernel_init,
                         (self.kernel, self.kernel, cin // self.groups, self.features))
     bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
     pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
@@ -188,7 +190,12 @@ class AlexNet(nn.Module):
     local_towers = self.towers // shards
     # Paper init (§5): N(0, 0.01) weights; biases 1 in conv2, conv4, conv5, fc6, fc7 so that
     # their ReLUs start with positive inputs; 0 elsewhere. Caffe: 0.1, fc6/fc7 std 0.005.
-    one = {"paper": 1.0, "caffe": 0.1}[self.init_scheme]
+    # 'he' (not the paper's): fan-in-scaled normal weights, zero biases; small nets on small
+    # images learn in minutes with it, where N(0, 0.01) leaves conv1's gradient near 1e-5.
+    one = {"paper": 1.0, "caffe": 0.1, "he": 0.0}[self.init_scheme]
+    conv_std = 0.0 if self.init_scheme == "he" else 0.01
+    fc_std = {"paper": 0.01, "caffe": 0.005, "he": 0.0}[self.init_scheme]
+    fc_init = lambda std: nn.initializers.he_normal() if std == 0 else nn.initializers.normal(std)
     ones_at = {"conv2", "conv4", "conv5", "fc6", "fc7"}
     x = images.astype(self.dtype)
     for spec, width in zip(ARCHS[self.arch], self.features):
@@ -196,7 +203,7 @@ class AlexNet(nn.Module):
         x = self._gather(x)
       pad = self.conv1_padding if spec.name == "conv1" else spec.padding
       x = Conv(width // shards, spec.kernel, spec.stride, pad,
-               groups=local_towers if spec.own_tower else 1,
+               groups=local_towers if spec.own_tower else 1, kernel_std=conv_std,
                bias_init=one if spec.name in ones_at else 0.0, dtype=self.dtype,
                name=spec.name)(x)
       x = self._act(x)
@@ -216,9 +223,7 @@ class AlexNet(nn.Module):
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):
       name = f"fc{first_fc + i}"
-      std = 0.005 if self.init_scheme == "caffe" else 0.01
-      x = nn.Dense(width // shards, dtype=self.dtype, name=name,
-                   kernel_init=nn.initializers.normal(std),
+      x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=fc_init(fc_std),
                    bias_init=nn.initializers.constant(one if name in ones_at else 0.0))(x)
       x = self._act(x)
       self.sow("intermediates", name + "_out", x)
@@ -226,7 +231,7 @@ class AlexNet(nn.Module):
       x = self._gather(x)
     name = f"fc{first_fc + len(self.fc_features)}"
     x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
-                 kernel_init=nn.initializers.normal(0.01),
+                 kernel_init=fc_init(0.0 if self.init_scheme == "he" else 0.01),
                  bias_init=nn.initializers.zeros)(x)
     x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
     self.sow("intermediates", name + "_out", x)
@@ -238,8 +243,9 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
   """The AlexNet for a model config (see `PRESETS`) at a given input size."""
   if cfg.activation not in ("relu", "tanh"):
     raise ValueError(f"model.activation must be 'relu' or 'tanh', got {cfg.activation!r}")
-  if cfg.init_scheme not in ("paper", "caffe"):
-    raise ValueError(f"model.init_scheme must be 'paper' or 'caffe', got {cfg.init_scheme!r}")
+  if cfg.init_scheme not in ("paper", "caffe", "he"):
+    raise ValueError(f"model.init_scheme must be 'paper', 'caffe' or 'he', "
+                     f"got {cfg.init_scheme!r}")
   if cfg.arch not in ARCHS:
     raise ValueError(f"model.arch must be one of {sorted(ARCHS)}, got {cfg.arch!r}")
   if len(cfg.features) != len(ARCHS[cfg.arch]):

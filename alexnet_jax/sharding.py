@@ -108,7 +108,9 @@ def make_apply_fn(model_cfg: ml_collections.ConfigDict, image_size: int, mesh: M
     rngs = None
     if train:
       rng = jax.random.fold_in(rng, jax.lax.axis_index(DATA))
-      rngs = {"dropout": jax.random.fold_in(rng, jax.lax.axis_index(MODEL))}
+      if towers_on_devices:
+        rng = jax.random.fold_in(rng, jax.lax.axis_index(MODEL))
+      rngs = {"dropout": rng}
     return model.apply({"params": params}, images, train=train, rngs=rngs)
 
   @functools.partial(jax.jit, static_argnames="train")

@@ -220,6 +220,12 @@ def write_run_info(cfg, workdir: str) -> None:
     json.dump(info, f, indent=1)
 
 
+def _write_scalars(writer: tensorboard.SummaryWriter, step: int, scalars: dict) -> None:
+  for tag, value in scalars.items():
+    writer.scalar(tag, value, step)
+  writer.flush()
+
+
 class LossIsNotFinite(RuntimeError):
   pass
 
@@ -269,7 +275,7 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                  metrics["loss"], metrics["top1_error"], metrics["top5_error"],
                  time.perf_counter() - t)
     if writer:
-      writer.write_scalars(step, {f"eval_{k}": v for k, v in metrics.items()})
+      _write_scalars(writer, step, {f"eval_{k}": v for k, v in metrics.items()})
     return metrics
 
   def save(step, eval_metrics=None):
@@ -301,9 +307,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                    metrics["top1_error"], metrics["top5_error"], lr, rate,
                    time.strftime("%H:%M:%S", time.gmtime(eta)))
       if writer:
-        writer.write_scalars(done, {**{f"train_{k}": v for k, v in metrics.items()},
-                                    "learning_rate": lr, "images_per_second": rate})
-        writer.flush()
+        _write_scalars(writer, done, {**{f"train_{k}": v for k, v in metrics.items()},
+                                      "learning_rate": lr, "images_per_second": rate})
       sums, t0, window_start = None, time.perf_counter(), done
     eval_now = done % cfg.eval_every_steps == 0 or done == total_steps
     if eval_now:

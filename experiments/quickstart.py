@@ -9,7 +9,8 @@ from experiments import default
 
 def get_config():
   c = default.get_config()
-  c.model = models.model_config("small", num_classes=4, towers=2, fc_features=(512, 512))
+  c.model = models.model_config("small", num_classes=4, towers=2, fc_features=(512, 512),
+                               init_scheme="he")  # the paper's N(0, 0.01) needs far longer
   c.data.name = "shapes"          # generated into <workdir>/shapes on first use
   c.data.train_split = "train"
   c.data.eval_split = "test"

@@ -23,7 +23,7 @@ def main(argv):
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, OSError, train.LossIsNotFinite) as e:
-    logging.error("%s", e)
+    logging.exception("training stopped")   # the traceback, for the log
     raise SystemExit(f"error: {e}") from None
 
 
