@@ -274,14 +274,21 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     logging.info("step %d eval: loss %.4f top-1 error %.4f top-5 error %.4f (%.1fs)", step,
                  metrics["loss"], metrics["top1_error"], metrics["top5_error"],
                  time.perf_counter() - t)
-    if writer:
-      _write_scalars(writer, step, {f"eval_{k}": v for k, v in metrics.items()})
+    record(step, {f"eval_{k}": v for k, v in metrics.items()})
     return metrics
 
   def save(step, eval_metrics=None):
     metrics = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_metrics else None
     checkpoint.save(manager, step, state, meta, metrics)
     logging.info("saved checkpoint %d", step)
+
+  def record(step, scalars):
+    """TensorBoard, and one JSON line per record in <workdir>/metrics.jsonl for scripts."""
+    if not is_chief:
+      return
+    _write_scalars(writer, step, scalars)
+    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+      f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, **scalars}) + "\n")
 
   base_rng = jax.random.key(cfg.seed)
   sums, t0, window_start = None, time.perf_counter(), start
@@ -306,9 +313,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
                    "%.1f images/s, %s left", done, total_steps, metrics["loss"],
                    metrics["top1_error"], metrics["top5_error"], lr, rate,
                    time.strftime("%H:%M:%S", time.gmtime(eta)))
-      if writer:
-        _write_scalars(writer, done, {**{f"train_{k}": v for k, v in metrics.items()},
-                                      "learning_rate": lr, "images_per_second": rate})
+      record(done, {**{f"train_{k}": v for k, v in metrics.items()},
+                    "learning_rate": lr, "images_per_second": rate})
       sums, t0, window_start = None, time.perf_counter(), done
     eval_now = done % cfg.eval_every_steps == 0 or done == total_steps
     if eval_now:
