@@ -54,8 +54,14 @@ def best_step(manager: ocp.CheckpointManager) -> int | None:
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
   """State laid out as `abstract_state` (ShapeDtypeStructs with shardings), and the meta."""
-  out = manager.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  try:
+    out = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+  except ValueError as e:
+    raise ValueError(
+        f"checkpoint {step} in {manager.directory} does not fit this configuration (a "
+        f"different model, optimiser or schedule wrote it); use a new workdir. "
+        f"orbax: {str(e).splitlines()[0]}") from e
   return out["state"], out["meta"]
 
 

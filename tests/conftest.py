@@ -1,6 +1,11 @@
-"""Eight CPU devices for the mesh tests; set before jax starts its backend."""
+"""Eight CPU devices for the mesh tests, set before jax starts its backend, and a
+compilation cache shared by the tests (many compile the same tiny model)."""
 import os
+import tempfile
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(tempfile.gettempdir(), "alexnet_jax_test_jit_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
