@@ -31,6 +31,7 @@ def create_manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.
   ])
   options = ocp.CheckpointManagerOptions(
       preservation_policy=preserve, create=not read_only, read_only=read_only,
+      cleanup_tmp_directories=not read_only,   # saves a crash interrupted
       enable_async_checkpointing=False)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
                                item_names=("state", "meta"))

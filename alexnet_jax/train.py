@@ -233,6 +233,7 @@ class LossIsNotFinite(RuntimeError):
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (resuming from the latest checkpoint in `workdir`) and returns final metrics."""
   workdir = os.path.abspath(workdir)
+  validate(cfg)   # configuration errors first, before any data is read or code compiled
   cfg = input_pipeline.prepare(cfg, workdir)   # resolves generated datasets' locations
   n_train = input_pipeline.num_examples(cfg.data, cfg.data.train_split)
   steps_per_epoch = max(1, n_train // cfg.batch_size)

@@ -3,21 +3,37 @@
     python -m launch.train --config=experiments/quickstart.py --workdir=/tmp/quickstart
     python -m launch.train --config=experiments/cifar10.py --workdir=runs/cifar \\
         --config.data.data_dir=../shared/data/cifar10 --config.batch_size=64
+
+Several processes (one per host, or per GPU) join one job through jax.distributed:
+    python -m launch.train ... --coordinator_address=host0:1234 --num_processes=2 --process_id=0
+Under SLURM (srun, several tasks) or with JAX_COORDINATOR_ADDRESS set this happens by
+itself; on a TPU pod pass --distributed on every host.
 """
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import train
+from alexnet_jax import distributed, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and logs.")
+_DISTRIBUTED = flags.DEFINE_bool("distributed", False,
+                                 "Join a multi-process job (auto-detected where possible).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0, for a multi-process job.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the job.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if distributed.should_initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                   _PROCESS_ID.value, _DISTRIBUTED.value):
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  if jax.process_index() != 0:
+    logging.set_verbosity(logging.WARNING)   # only process 0 logs progress
   logging.info("JAX process %d of %d, local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:

@@ -1,0 +1,101 @@
+"""Training that survives crashes and refuses bad configuration early (issue: faults)."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import orbax.checkpoint as ocp
+import pytest
+
+from alexnet_jax import checkpoint, train
+from test_train import shapes_dir, tiny_config, with_data  # noqa: F401 (fixture)
+
+TINY_FLAGS = ["--config=experiments/quickstart.py", "--config.batch_size=16",
+              "--config.model.features=(16,32,48,48,32)", "--config.model.fc_features=(64,64)",
+              "--config.mesh_shape=(1,1)", "--config.log_every_steps=5",
+              "--config.eval_every_steps=1000", "--config.eval_batches=1"]
+
+
+def launch_train(workdir, *flags):
+  return [sys.executable, "-m", "launch.train", f"--workdir={workdir}", *TINY_FLAGS, *flags]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"batch_size": 6, "mesh_shape": (4, 2)}, "batch_size=6 is not divisible by the 4"),
+    ({"mesh_shape": (16, 1)}, "needs 16 devices, but 8 are present"),
+    ({"data.image_size": 24}, "image_size=24 is too small"),
+    ({"data.name": "no_such_dataset"}, "no_such_dataset"),
+    ({"data.name": "folder", "data.data_dir": "/no/such/dir"}, "/no/such/dir"),
+])
+def test_bad_configuration_fails_before_anything_runs(tmp_path, overrides, message):
+  cfg = tiny_config()
+  for key, value in overrides.items():
+    node, field = (cfg.data, key[5:]) if key.startswith("data.") else (cfg, key)
+    node[field] = value
+  with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_launch_reports_a_bad_configuration_in_one_line(tmp_path):
+  proc = subprocess.run(launch_train(tmp_path, "--config.data.image_size=24"),
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode != 0
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: data.image_size=24 is too small"), last
+
+
+def test_failed_checkpoint_write_keeps_the_previous_one(shapes_dir, tmp_path, monkeypatch):
+  cfg = with_data(tiny_config(num_train_steps=10, checkpoint_every_steps=5,
+                              eval_every_steps=1000), shapes_dir)
+  real_save = ocp.CheckpointManager.save
+
+  def save(self, step, *args, **kwargs):
+    if step == 10:
+      raise OSError(28, "No space left on device")
+    return real_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", save)
+  with pytest.raises(OSError, match=r"could not write checkpoint 10 in .*No space left"):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  monkeypatch.undo()
+  manager = checkpoint.create_manager(str(tmp_path), read_only=True)
+  assert manager.all_steps() == [5]
+  state, _ = checkpoint.restore(manager, 5, train.Trainer(cfg).abstract_state)
+  assert int(state.step) == 5
+
+
+def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir, tmp_path):
+  workdir = tmp_path / "run"
+  cmd = lambda steps: launch_train(
+      workdir, f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=5",
+      "--config.data.name=folder", f"--config.data.data_dir={shapes_dir}")
+  proc = subprocess.Popen(cmd(400), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
+  try:
+    ckpts = workdir / "checkpoints"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (ckpts.exists() and
+                                          any(p.isdigit() and int(p) >= 10 for p in os.listdir(ckpts))):
+      time.sleep(0.2)
+    assert proc.poll() is None, "training ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)   # mid-step or mid-save, whichever it was doing
+    proc.wait(timeout=30)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  complete = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
+  assert complete and complete[-1] >= 10
+  # What a kill during a save leaves behind: an unfinished temporary directory.
+  partial = ckpts / f"{complete[-1] + 5}.orbax-checkpoint-tmp-1"
+  partial.mkdir()
+  (partial / "state").mkdir()
+  (partial / "state" / "half_written").write_bytes(b"\0" * 100)
+
+  rerun = subprocess.run(cmd(complete[-1] + 5), capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert f"resumed from checkpoint {complete[-1]}" in rerun.stderr
+  assert not partial.exists()
+  final = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
+  assert final[-1] == complete[-1] + 5
