@@ -1,0 +1,63 @@
+"""Runs an ablation sweep: every variant x seed as its own training run under --root, then
+results.csv, results.md and curves.png. Rerunning the command skips finished runs and
+resumes interrupted ones.
+
+    python -m launch.sweep --sweep=experiments/sweeps/lrn_x_pooling.py --root=/tmp/sweeps/lxp \\
+        --config=experiments/cifar10.py --config.data.data_dir=../shared/data/cifar10 \\
+        --seeds=0,1 --config.num_train_steps=2000
+Overrides of --config apply to every variant; --report_only rewrites the reports alone.
+"""
+import os
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from alexnet_jax import sweep
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/cifar10.py",
+                                          "Base experiment config file.", lock_config=True)
+_SWEEP = flags.DEFINE_string("sweep", None, "Sweep definition file (experiments/sweeps/*.py).")
+_ROOT = flags.DEFINE_string("root", None, "Directory holding one workdir per run.")
+_SEEDS = flags.DEFINE_list("seeds", None, "Seeds; default: the sweep definition's SEEDS.")
+_THRESHOLDS = flags.DEFINE_list(
+    "train_error_thresholds", None,
+    "Report epochs to reach these training errors; default: the definition's "
+    "TRAIN_ERROR_THRESHOLDS (if any).")
+_REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite the reports.")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the runs and exit.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  definition = sweep.load_definition(_SWEEP.value)
+  seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
+  thresholds = ([float(t) for t in _THRESHOLDS.value] if _THRESHOLDS.value is not None
+                else list(getattr(definition, "TRAIN_ERROR_THRESHOLDS", ())))
+  base = _CONFIG.value
+  try:
+    runs = sweep.make_runs(definition, base, seeds)
+  except (ValueError, KeyError) as e:
+    raise SystemExit(f"error: {e}") from None
+  logging.info("JAX devices %s; sweep %s: %d runs under %s", jax.local_devices(),
+               _SWEEP.value, len(runs), _ROOT.value)
+  if _DRY_RUN.value:
+    for run in runs:
+      print(os.path.join(_ROOT.value, run.name))
+    return
+  if not _REPORT_ONLY.value:
+    try:
+      sweep.run_sweep(base, runs, _ROOT.value)
+    except (ValueError, OSError) as e:
+      logging.exception("sweep stopped")
+      raise SystemExit(f"error: {e}") from None
+  title = os.path.splitext(os.path.basename(_SWEEP.value))[0] + " sweep"
+  rows = sweep.write_reports(runs, _ROOT.value, title, thresholds,
+                             notes=(definition.__doc__ or "").strip())
+  print(sweep.markdown_table(rows, thresholds))
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["sweep", "root"])
+  app.run(main)
