@@ -1,0 +1,62 @@
+"""One process of the two-process CPU test (tests/test_multiprocess.py).
+
+    python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_JSON WORKDIR DATA_DIR
+
+Trains 3 steps on one fixed global batch (each process feeds its own rows of it) and
+writes the per-step losses; then runs train_and_evaluate for a few steps in WORKDIR so that
+the checkpoint is written collectively.
+"""
+import json
+import os
+import sys
+
+os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from alexnet_jax import distributed, models, train  # noqa: E402
+from experiments import quickstart  # noqa: E402
+
+
+def config(data_dir):
+  cfg = quickstart.get_config()
+  cfg.model = models.model_config("small", num_classes=4, towers=1, dropout=0.0,
+                                  features=(16, 32, 48, 48, 32), fc_features=(64, 64),
+                                  init_scheme="he")
+  cfg.batch_size = 16
+  cfg.num_train_steps = 4
+  cfg.log_every_steps = 2
+  cfg.eval_every_steps = 4
+  cfg.checkpoint_every_steps = 4
+  cfg.eval_batches = 1
+  cfg.data.name = "folder"
+  cfg.data.data_dir = data_dir
+  return cfg
+
+
+def main():
+  pid, n, port, out, workdir, data_dir = sys.argv[1:]
+  pid, n = int(pid), int(n)
+  if n > 1:
+    distributed.initialize(f"127.0.0.1:{port}", n, pid)
+  cfg = config(data_dir)
+  trainer = train.Trainer(cfg)
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.normal(size=(16, 64, 64, 3)).astype(np.float32),
+           "label": rng.integers(0, 4, 16).astype(np.int32), "mask": np.ones(16, np.float32)}
+  rows = slice(pid * 16 // n, (pid + 1) * 16 // n)   # this process's part of the global batch
+  local = {k: v[rows] for k, v in batch.items()}
+  state = trainer.init(jax.random.key(0))
+  losses = []
+  for step in range(3):
+    state, metrics = trainer.train_step(state, trainer.device_batch(local), jax.random.key(step))
+    losses.append(float(metrics["loss"]) / float(metrics["count"]))
+  final = train.train_and_evaluate(cfg, workdir)
+  with open(out, "w") as f:
+    json.dump({"losses": losses, "devices": jax.device_count(), "final": final}, f)
+
+
+if __name__ == "__main__":
+  main()
