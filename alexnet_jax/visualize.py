@@ -1,0 +1,47 @@
+"""The paper's Figure 3: conv1's kernels as RGB tiles, one block of rows per tower.
+
+In the paper the 48 kernels on GPU 1 came out largely colour-agnostic and the 48 on GPU 2
+largely colour-specific (§6.1); laying the towers out separately makes that visible.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def kernel_grid(kernel: np.ndarray, towers: int, columns: int = 16, gap: int = 1) -> np.ndarray:
+  """[kh, kw, 3, C] conv1 kernel -> an RGB image in [0, 1], towers one under the other.
+
+  Each kernel is scaled on its own to fill [0, 1], as such figures usually are.
+  """
+  kh, kw, cin, c = kernel.shape
+  if cin != 3:
+    raise ValueError(f"conv1 kernel has {cin} input channels; expected RGB (3)")
+  per_tower = c // towers
+  rows_per_tower = -(-per_tower // columns)
+  tower_gap = 3 * gap
+  height = towers * rows_per_tower * (kh + gap) + (towers - 1) * tower_gap
+  width = columns * (kw + gap) - gap
+  image = np.ones((height, width, 3), np.float32)
+  for i in range(c):
+    tower, j = divmod(i, per_tower)
+    row, col = divmod(j, columns)
+    tile = kernel[..., i]
+    tile = (tile - tile.min()) / max(float(tile.max() - tile.min()), 1e-12)
+    top = tower * (rows_per_tower * (kh + gap) + tower_gap) + row * (kh + gap)
+    left = col * (kw + gap)
+    image[top:top + kh, left:left + kw] = tile
+  return image
+
+
+def save_kernel_figure(kernel: np.ndarray, towers: int, path: str, title: str = "") -> None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  image = kernel_grid(np.asarray(kernel, np.float32), towers)
+  fig, ax = plt.subplots(figsize=(8, 8 * image.shape[0] / image.shape[1] + 0.6))
+  ax.imshow(image, interpolation="nearest")
+  ax.set_axis_off()
+  ax.set_title(title or f"conv1 kernels, {towers} tower(s): tower 1 above tower 2")
+  fig.savefig(path, dpi=150, bbox_inches="tight")
+  plt.close(fig)
