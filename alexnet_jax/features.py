@@ -1,0 +1,185 @@
+"""fc7 features and nearest neighbours in feature space (§6.1, Figure 4 right).
+
+The paper compares images by the Euclidean distance between their last hidden layer's
+activations (fc7, 4096 post-ReLU values): images whose feature vectors are close count as
+similar to the network, even when their pixels are not. `extract` computes those features
+for a split of the run's dataset (evaluation preprocessing: centre crops), `nearest` finds
+neighbours with numpy (fine for tens of thousands of images; a full ImageNet training set
+would need a blocked search), and `save_grid` draws queries beside their neighbours.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+from absl import logging
+
+from alexnet_jax import input_pipeline, models
+from alexnet_jax.inference import Restored, readable_names
+
+
+def feature_layer(model_cfg) -> str:
+  """The sown activation that feeds the classifier: the last hidden fully-connected layer
+  ('fc7_out' for AlexNet), or for models without one the last conv block's output."""
+  convs = models.ARCHS[model_cfg.arch][:len(model_cfg.features)]
+  if model_cfg.fc_features:
+    return f"fc{len(convs) + len(model_cfg.fc_features)}_out"
+  last = convs[-1]
+  name = last.name + "_out"
+  for op in last.post:
+    if op == "pool" or (op == "lrn" and model_cfg.lrn):
+      name = op + last.name[-1]
+  return name
+
+
+def make_feature_fn(restored: Restored):
+  """jit `(params, images [B, S, S, 3]) -> features [B, D]` on the restored mesh.
+
+  The plain model (towers as grouped convolutions) under jit: XLA splits it over the mesh
+  as the parameters' shardings ask, so the sown activations come back whole.
+  """
+  cfg = restored.cfg
+  model = models.create_model(cfg.model, cfg.data.image_size)
+  name = feature_layer(cfg.model)
+
+  def features(params, images):
+    _, state = model.apply({"params": params}, images, mutable=["intermediates"])
+    x = state["intermediates"][name][0]
+    return x.reshape(x.shape[0], -1).astype(np.float32)
+
+  trainer = restored.trainer
+  return jax.jit(features, in_shardings=(trainer.state_shardings.params, trainer.batch_sharding),
+                 out_shardings=trainer.batch_sharding)
+
+
+def extract(restored: Restored, split: str, *, data_dir: str | None = None,
+            keep_images: int = 0, log_every: int = 50) -> dict:
+  """Features of every example of `split`, in the evaluation order.
+
+  Returns {'features': float32 [N, D], 'labels': int32 [N], 'images': uint8 [K, S, S, 3]
+  (the first `keep_images` centre crops, for display), 'layer': the sown name}.
+  """
+  cfg = restored.cfg
+  data_cfg = cfg.data.copy_and_resolve_references()
+  if data_dir:
+    data_cfg.data_dir = data_dir
+  fn = make_feature_fn(restored)
+  dataset = input_pipeline.create_split(data_cfg, split, train=False, batch_size=cfg.batch_size)
+  feats, labels, images = [], [], []
+  kept, t0 = 0, time.perf_counter()
+  for i, batch in enumerate(dataset.as_numpy_iterator()):
+    real = batch["mask"] > 0
+    images_in = restored.trainer.device_batch({"image": batch["image"]})["image"]
+    out = np.asarray(jax.device_get(fn(restored.params, images_in)))
+    feats.append(out[real])
+    labels.append(batch["label"][real])
+    if kept < keep_images:
+      take = batch["image"][real][:keep_images - kept]
+      images.append(to_uint8(take, data_cfg))
+      kept += len(take)
+    if log_every > 0 and (i + 1) % log_every == 0:
+      n = sum(len(f) for f in feats)
+      logging.info("features: %d images of %s, %.1f images/s", n, split,
+                   n / (time.perf_counter() - t0))
+  size = int(data_cfg.image_size)
+  return {"features": np.concatenate(feats), "labels": np.concatenate(labels).astype(np.int32),
+          "images": (np.concatenate(images) if images
+                     else np.zeros((0, size, size, 3), np.uint8)),
+          "layer": feature_layer(cfg.model)}
+
+
+def to_uint8(images: np.ndarray, data_cfg) -> np.ndarray:
+  """Normalised float images -> uint8 RGB for display (undoes the mean/std scaling)."""
+  x = images * np.asarray(data_cfg.std, np.float32) + np.asarray(data_cfg.mean, np.float32)
+  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def images_at(data_cfg, split: str, indices: Sequence[int], batch_size: int) -> np.ndarray:
+  """uint8 centre crops of the examples at `indices` of `split` (evaluation order), in the
+  order given; reads the split only as far as the largest index."""
+  wanted = set(int(i) for i in indices)
+  found, position = {}, 0
+  if not wanted:
+    size = int(data_cfg.image_size)
+    return np.zeros((0, size, size, 3), np.uint8)
+  last = max(wanted)
+  for batch in input_pipeline.create_split(data_cfg, split, train=False,
+                                           batch_size=batch_size).as_numpy_iterator():
+    for image, mask in zip(batch["image"], batch["mask"]):
+      if mask > 0:
+        if position in wanted:
+          found[position] = to_uint8(image, data_cfg)
+        position += 1
+    if position > last:
+      break
+  missing = wanted - set(found)
+  if missing:
+    raise ValueError(f"split {split!r} has no examples at {sorted(missing)[:5]}")
+  return np.stack([found[int(i)] for i in indices])
+
+
+def nearest(queries: np.ndarray, database: np.ndarray, n: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+  """Indices [K, n] and Euclidean distances [K, n] of each query's n nearest database rows,
+  nearest first."""
+  queries = np.asarray(queries, np.float64)
+  database = np.asarray(database, np.float64)
+  n = min(n, len(database))
+  d2 = ((queries ** 2).sum(1)[:, None] + (database ** 2).sum(1)[None, :]
+        - 2.0 * queries @ database.T)                     # [K, N]
+  d2 = np.maximum(d2, 0.0)
+  idx = np.argsort(d2, axis=1, kind="stable")[:, :n]
+  return idx, np.sqrt(np.take_along_axis(d2, idx, axis=1))
+
+
+def save_grid(path: str, queries: np.ndarray, neighbours: np.ndarray,
+              query_titles: Sequence[str] | None = None,
+              neighbour_titles: Sequence[Sequence[str]] | None = None) -> None:
+  """A PNG with one row per query: the query (uint8 [K, S, S, 3]) then its neighbours
+  (uint8 [K, n, S, S, 3]), as in the paper's Figure 4 (right)."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+
+  k, n = neighbours.shape[:2]
+  fig, axes = plt.subplots(k, n + 1, figsize=(1.4 * (n + 1), 1.5 * k), squeeze=False)
+  for row in range(k):
+    cells = [(queries[row], query_titles[row] if query_titles else "query")]
+    cells += [(neighbours[row, j], neighbour_titles[row][j] if neighbour_titles else "")
+              for j in range(n)]
+    for col, (image, title) in enumerate(cells):
+      ax = axes[row, col]
+      ax.imshow(image)
+      ax.set_xticks([])
+      ax.set_yticks([])
+      ax.set_title(title, fontsize=6, color="tab:red" if col == 0 else "black")
+      if col == 0:
+        for spine in ax.spines.values():
+          spine.set_edgecolor("tab:red")
+          spine.set_linewidth(2)
+  fig.suptitle("queries (left) and their nearest training images by fc7 distance", fontsize=8)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def neighbour_grid(restored: Restored, query: dict, train: dict, train_split: str, *,
+                   neighbours: int, queries: int, path: str, data_dir: str | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """Queries (the first of `query`, from `extract(..., keep_images=queries)`) beside their
+  nearest examples of `train` (from `extract`); writes the PNG, returns (indices, distances)."""
+  k = min(queries, len(query["images"]))
+  idx, dist = nearest(query["features"][:k], train["features"], neighbours)
+  data_cfg = restored.cfg.data.copy_and_resolve_references()
+  if data_dir:
+    data_cfg.data_dir = data_dir
+  flat = images_at(data_cfg, train_split, idx.reshape(-1), restored.cfg.batch_size)
+  names = readable_names(restored.class_names)
+  save_grid(path, query["images"][:k], flat.reshape(*idx.shape, *flat.shape[1:]),
+            [f"query: {names[query['labels'][i]]}" for i in range(k)],
+            [[f"{names[train['labels'][j]]} ({d:.3g})" for j, d in zip(r, dr)]
+             for r, dr in zip(idx, dist)])
+  return idx, dist
+

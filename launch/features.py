@@ -1,0 +1,68 @@
+"""fc7 features of a split, and a nearest-neighbour grid like the paper's Figure 4 (right).
+
+    python -m launch.features --workdir=/tmp/quickstart --split=test --out=feats.npz
+    python -m launch.features --workdir=/tmp/quickstart --neighbours=6 --queries=5 --png=nn.png
+
+--out writes features [N, D], labels [N], the layer's name and the class names. With
+--neighbours, each of the first --queries images of --split (default: the run's eval split)
+is shown beside its nearest images of --train_split (default: the run's training split,
+centre crops) by Euclidean distance between their features. Slicing keeps this fast on
+big sets: --train_split='train[:10000]'.
+"""
+import numpy as np
+from absl import app, flags, logging
+
+from alexnet_jax import features, inference
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
+_STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
+_SPLIT = flags.DEFINE_string("split", None, "Split to export (default: the run's eval split).")
+_OUT = flags.DEFINE_string("out", None, "Write the features to this .npz file.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Override the run's data.data_dir.")
+_BATCH = flags.DEFINE_integer("batch_size", None, "Batch size (default: the run's).")
+_NEIGHBOURS = flags.DEFINE_integer("neighbours", 0, "Nearest training images per query.")
+_QUERIES = flags.DEFINE_integer("queries", 8, "Query images (the first of --split).")
+_TRAIN_SPLIT = flags.DEFINE_string("train_split", None, "Where neighbours come from "
+                                   "(default: the run's training split).")
+_PNG = flags.DEFINE_string("png", None, "Write the neighbour grid to this PNG.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not _OUT.value and not _PNG.value:
+    raise app.UsageError("give --out (features) and/or --png with --neighbours (grid)")
+  if bool(_PNG.value) != (_NEIGHBOURS.value > 0):
+    raise app.UsageError("--png and --neighbours go together")
+  try:
+    restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
+    data = restored.cfg.data
+    split = _SPLIT.value or data.eval_split
+    query = features.extract(restored, split, data_dir=_DATA_DIR.value,
+                             keep_images=_QUERIES.value if _PNG.value else 0)
+    logging.info("%s features of %d images of %s: %s", query["layer"], len(query["labels"]),
+                 split, query["features"].shape)
+    extra = {}
+    if _PNG.value:
+      train_split = _TRAIN_SPLIT.value or data.train_split
+      train = features.extract(restored, train_split, data_dir=_DATA_DIR.value)
+      idx, dist = features.neighbour_grid(
+          restored, query, train, train_split, neighbours=_NEIGHBOURS.value,
+          queries=_QUERIES.value, path=_PNG.value, data_dir=_DATA_DIR.value)
+      extra = {"neighbour_indices": idx, "neighbour_distances": dist,
+               "train_split": train_split}
+      print(f"wrote {_PNG.value}: {len(idx)} queries from {split}, {idx.shape[1]} nearest of "
+            f"{len(train['labels'])} images of {train_split} each")
+  except (ValueError, OSError) as e:
+    raise SystemExit(f"error: {e}") from None
+  if _OUT.value:
+    np.savez(_OUT.value, features=query["features"], labels=query["labels"],
+             layer=query["layer"], split=split, step=restored.step,
+             class_names=np.asarray(restored.class_names), **extra)
+    print(f"wrote {_OUT.value}: {query['layer']} features {query['features'].shape} of {split}, "
+          f"checkpoint {restored.step}")
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)
