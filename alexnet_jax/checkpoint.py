@@ -2,7 +2,7 @@
 
 `<workdir>/checkpoints/<step>/` holds `state` (params, optimiser state, step; restored onto
 whatever shardings the caller asks for, so a checkpoint from any mesh restores on any other)
-and `meta` (plateau schedule, best validation error, model config). Orbax writes each step
+and `meta` (the plateau schedule's best validation error and count of bad evaluations). Orbax writes each step
 into a temporary directory and renames it when complete, so a crash mid-save never leaves a
 checkpoint that restores half-written; `latest_step` only sees finished ones.
 Kept: the newest `keep` checkpoints and the one with the lowest validation top-1 error.
@@ -30,6 +30,8 @@ def create_manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.
                      keep_checkpoints_without_metrics=False),
   ])
   options = ocp.CheckpointManagerOptions(
+      # best_fn makes orbax record the metrics passed to save(); preservation uses them.
+      best_fn=lambda m: m[EVAL_METRIC], best_mode="min",
       preservation_policy=preserve, create=not read_only, read_only=read_only,
       cleanup_tmp_directories=not read_only,   # saves a crash interrupted
       enable_async_checkpointing=False)

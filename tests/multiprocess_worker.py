@@ -16,23 +16,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from alexnet_jax import distributed, models, train  # noqa: E402
-from experiments import quickstart  # noqa: E402
+from alexnet_jax import distributed, train  # noqa: E402
+from test_train import tiny_config, with_data  # noqa: E402  (this script's folder is on the path)
 
 
 def config(data_dir):
-  cfg = quickstart.get_config()
-  cfg.model = models.model_config("small", num_classes=4, towers=1, dropout=0.0,
-                                  features=(16, 32, 48, 48, 32), fc_features=(64, 64),
-                                  init_scheme="he")
-  cfg.batch_size = 16
-  cfg.num_train_steps = 4
-  cfg.log_every_steps = 2
-  cfg.eval_every_steps = 4
-  cfg.checkpoint_every_steps = 4
-  cfg.eval_batches = 1
-  cfg.data.name = "folder"
-  cfg.data.data_dir = data_dir
+  cfg = with_data(tiny_config(num_train_steps=4, log_every_steps=2, eval_every_steps=4,
+                              checkpoint_every_steps=4, eval_batches=1, mesh_shape=(0, 0)),
+                  data_dir)
+  cfg.model.towers = 1
+  cfg.model.dropout = 0.0   # dropout masks depend on the device layout
   return cfg
 
 

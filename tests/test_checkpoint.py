@@ -1,0 +1,15 @@
+"""Which checkpoints orbax keeps: the newest K and the best by validation top-1 error."""
+import jax.numpy as jnp
+
+from alexnet_jax import checkpoint
+
+
+def test_keeps_latest_and_best(tmp_path):
+  manager = checkpoint.create_manager(str(tmp_path), keep=2)
+  for step, error in [(1, 0.5), (2, 0.3), (3, None), (4, 0.6), (5, 0.7), (6, None)]:
+    metrics = None if error is None else {checkpoint.EVAL_METRIC: error}
+    checkpoint.save(manager, step, {"w": jnp.full(3, float(step))}, {"bad_evals": step}, metrics)
+  assert manager.all_steps() == [2, 5, 6]
+  assert checkpoint.best_step(manager) == 2
+  reader = checkpoint.create_manager(str(tmp_path), read_only=True)
+  assert checkpoint.restore_meta(reader, 2) == {"bad_evals": 2}
