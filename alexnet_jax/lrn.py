@@ -71,7 +71,8 @@ def _shifts(flat: jax.Array, start: int, size: int, c: int):
 def _blockwise(fn, *arrays: jax.Array) -> jax.Array:
   """fn(take_0, take_1, ...) for same-shaped [..., C] arrays, take_i as in `_shifts`.
 
-  fn returns a flat array; the result has the arrays' shape. Inner blocks (leading index 1 .. A-2) are read in place; the first and last blocks, whose
+  fn returns a flat array; the result has the arrays' shape. Inner blocks (leading index
+  1 .. A-2) are read in place; the first and last blocks, whose
   shifted slices would run off the array, go through a copy with a zero pixel either side.
   The pieces are joined along the leading axis, which XLA:CPU splits across threads without
   losing vectorisation (joining at pixel granularity is much slower).
