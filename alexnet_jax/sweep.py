@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import math
@@ -126,6 +127,10 @@ def run_config(base_cfg: ml_collections.ConfigDict, run: Run) -> ml_collections.
   return apply_overrides(base_cfg, {**run.overrides, "seed": run.seed})
 
 
+def config_hash(cfg: ml_collections.ConfigDict) -> str:
+  return hashlib.sha256(cfg.to_json_best_effort(sort_keys=True).encode()).hexdigest()[:16]
+
+
 # --------------------------------------------------------------------------- running
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -191,6 +196,7 @@ def run_one(cfg: ml_collections.ConfigDict, run: Run, workdir: str,
       "epoch": max((r["epoch"] for r in records), default=0.0),
       "wall_s": wall,          # this (the finishing) invocation only
       "resumed_from_step": resumed_from,
+      "config_hash": config_hash(cfg),
       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
   }
   _write_json_atomic(os.path.join(workdir, RESULT_FILE), result)
@@ -207,11 +213,15 @@ def run_sweep(base_cfg: ml_collections.ConfigDict, runs: Sequence[Run], root: st
   for i, run in enumerate(runs):
     workdir = os.path.join(root, run.name)
     result = read_result(workdir)
+    cfg = run_config(base_cfg, run)
     if result is not None:
       logging.info("sweep [%d/%d] %s: finished before, skipped", i + 1, len(runs), run.name)
+      if result.get("config_hash", config_hash(cfg)) != config_hash(cfg):
+        logging.warning("%s finished with a different config than this sweep's (see its "
+                        "run.json); delete the directory to train it again", workdir)
     else:
       logging.info("sweep [%d/%d] %s: training", i + 1, len(runs), run.name)
-      result = run_one(run_config(base_cfg, run), run, workdir, train_fn)
+      result = run_one(cfg, run, workdir, train_fn)
       logging.info("sweep [%d/%d] %s: %s, top-1 error %s, %.0f s", i + 1, len(runs), run.name,
                    result["status"], result["metrics"].get("top1_error"), result["wall_s"])
     results.append(result)
