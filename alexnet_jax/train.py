@@ -64,6 +64,10 @@ def create_learning_rate_fn(cfg: ml_collections.ConfigDict, steps_per_epoch: int
   if cfg.schedule == "cosine":
     total = num_train_steps(cfg, steps_per_epoch)
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
+    if warmup > total // 2:   # a short run would otherwise never reach its peak rate
+      logging.warning("warm-up of %d steps is more than half the run's %d; using %d",
+                      warmup, total, total // 2)
+      warmup = total // 2
     return optax.warmup_cosine_decay_schedule(0.0, lr, max(warmup, 1), max(total, warmup + 1))
   raise ValueError(f"schedule must be plateau, step, cosine or constant, got {cfg.schedule!r}")
 

@@ -73,6 +73,10 @@ def test_schedules():
   cfg = tiny_config(schedule="cosine", learning_rate=0.1, warmup_epochs=1.0, num_train_steps=100)
   fn = train.create_learning_rate_fn(cfg, steps_per_epoch=10)
   assert float(fn(0)) == 0.0 and abs(float(fn(10)) - 0.1) < 1e-6 and float(fn(100)) < 1e-3
+  # A warm-up longer than half a short run is cut to half, so the peak is still reached.
+  cfg = tiny_config(schedule="cosine", learning_rate=0.1, warmup_epochs=5.0, num_train_steps=20)
+  fn = train.create_learning_rate_fn(cfg, steps_per_epoch=10)
+  assert abs(float(fn(10)) - 0.1) < 1e-6
   with pytest.raises(ValueError, match="schedule"):
     train.create_learning_rate_fn(tiny_config(schedule="linear"), 10)
 
