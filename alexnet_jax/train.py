@@ -125,14 +125,8 @@ def train_step(state: TrainState, batch: dict, rng: jax.Array, *, apply_fn, tx
 
 
 def eval_step(params, batch: dict, *, apply_fn) -> dict:
-  images = batch["image"]
-  if images.ndim == 5:   # ten crops [B, 10, S, S, 3]: average the softmax (§4.1)
-    b, c = images.shape[:2]
-    logits = apply_fn(params, images.reshape(b * c, *images.shape[2:]), None)
-    probs = jax.nn.softmax(logits).reshape(b, c, -1).mean(axis=1)
-    logits = jnp.log(probs)
-  else:
-    logits = apply_fn(params, images, None)
+  """Single-crop metric sums; ten-crop evaluation lives in inference.py."""
+  logits = apply_fn(params, batch["image"], None)
   return metric_sums(logits, batch["label"], batch["mask"])
 
 
