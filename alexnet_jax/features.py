@@ -91,9 +91,8 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
 
 
 def to_uint8(images: np.ndarray, data_cfg) -> np.ndarray:
-  """Normalised float images -> uint8 RGB for display (undoes the mean/std scaling)."""
-  x = images * np.asarray(data_cfg.std, np.float32) + np.asarray(data_cfg.mean, np.float32)
-  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+  """Model inputs -> uint8 RGB for display (undoes the input scaling)."""
+  return input_pipeline.from_model_input(images, data_cfg)
 
 
 def images_at(data_cfg, split: str, indices: Sequence[int], batch_size: int) -> np.ndarray:

@@ -212,8 +212,10 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   manager, steps = _manager(workdir)
   step = resolve_step(workdir, manager, steps, step)
   devices = list(jax.local_devices() if devices is None else devices)
-  cfg = local_config(ml_collections.ConfigDict(_tuples(info["config"])), len(devices),
-                     mesh_shape, batch_size)
+  saved = _tuples(info["config"])
+  # Runs written before data.input_scale existed were trained on standardised inputs.
+  saved.get("data", {}).setdefault("input_scale", "standardized")
+  cfg = local_config(ml_collections.ConfigDict(saved), len(devices), mesh_shape, batch_size)
   trainer = train.Trainer(cfg, devices=devices)
   abstract = trainer.abstract_state.params
   expected = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(abstract, sep="/").items()}
@@ -420,9 +422,11 @@ def _eval_sums(params, batch: dict, *, apply_fn) -> dict:
                                              batch["mask"])}
   b, crops = images.shape[:2]
   out = apply_fn(params, images.reshape(b * crops, *images.shape[2:]), None).reshape(b, crops, -1)
-  mean_probs = jax.nn.softmax(out).mean(axis=1)
+  # log(mean of the crops' probabilities), finite even where every crop's softmax underflows.
+  log_mean_probs = (jax.scipy.special.logsumexp(jax.nn.log_softmax(out), axis=1)
+                    - jnp.log(crops))
   return {"single_crop": train.metric_sums(out[:, CENTRE_CROP], batch["label"], batch["mask"]),
-          "ten_crop": train.metric_sums(jnp.log(mean_probs), batch["label"], batch["mask"])}
+          "ten_crop": train.metric_sums(log_mean_probs, batch["label"], batch["mask"])}
 
 
 def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,

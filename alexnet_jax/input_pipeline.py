@@ -4,12 +4,21 @@ Sources (`data_cfg.name`):
   'folder'     `data_cfg.data_dir/<split>/<class>/<image>`, labels from the sorted class names.
   anything else  a prepared tfds dataset, `tfds.builder(name, data_dir=data_cfg.data_dir or None)`.
 
-Training (§4.1): resize the shorter side to `resize_size`, random `image_size` crop, random
-horizontal flip, PCA colour lighting, mean/std normalisation. Images too small for that
-(`resize_size <= image_size`, e.g. CIFAR at 32) get the usual small-image recipe instead:
-shorter side to `image_size`, zero-pad by image_size // 8 (black; 4 pixels at 32) and take a
-random crop. Evaluation: shorter side to max(resize_size, image_size), centre crop, or ten
-crops (four corners and the centre, each also flipped; §4.1).
+§2: every image is first brought to a `resize_size` square: the shorter side resized to
+`resize_size`, then the central `resize_size` x `resize_size` crop. Training (§4.1) then
+takes a random `image_size` crop of that square, a random horizontal flip and PCA colour
+lighting. Images too small for that (`resize_size <= image_size`, e.g. CIFAR at 32) get the
+usual small-image recipe instead: shorter side to `image_size`, zero-pad by image_size // 8
+(black; 4 pixels at 32) and take a random crop. Evaluation: the centre crop of the square,
+or ten crops (its four corners and its centre, each also flipped; §4.1).
+
+Input scale (`input_scale`):
+  'paper'         §2: raw 0-255 pixels minus the per-channel mean of the training set
+                  (`mean`, on a 0-1 scale; the paper subtracted the mean *image*, of which
+                  the per-channel mean is the usual approximation). The paper's N(0, 0.01)
+                  init and LRN constants (k=2, alpha=1e-4) assume this scale.
+  'standardized'  (pixels / 255 - mean) / std, the torchvision convention.
+PCA lighting is a shift on the 0-1 scale, so it scales with the input like the pixels do.
 
 Batches are dicts: 'image' float32 [B, S, S, 3] ([B, 10, S, S, 3] with ten_crop),
 'label' int32 [B], 'mask' float32 [B] (0 marks padding in the last evaluation batch).
@@ -176,10 +185,36 @@ def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   return tf.concat([crops, crops[:, :, ::-1]], axis=0)      # [10, S, S, C]
 
 
-def _normalise(image01: tf.Tensor, data_cfg) -> tf.Tensor:
-  mean = tf.constant(data_cfg.mean, tf.float32)
-  std = tf.constant(data_cfg.std, tf.float32)
-  return (image01 - mean) / std
+INPUT_SCALES = ("paper", "standardized")
+
+
+def input_gain(data_cfg) -> np.ndarray:
+  """Per-channel c with model input = (pixels / 255 + lighting shift - mean) * c:
+  255 for 'paper' (0-255 pixels minus the mean, §2), 1 / std for 'standardized'."""
+  if data_cfg.input_scale == "paper":
+    return np.full(3, 255.0, np.float32)
+  if data_cfg.input_scale == "standardized":
+    return 1.0 / np.asarray(data_cfg.std, np.float32)
+  raise ValueError(f"data.input_scale must be one of {INPUT_SCALES}, "
+                   f"got {data_cfg.input_scale!r}")
+
+
+def to_model_input(pixels: tf.Tensor, data_cfg, shift: tf.Tensor | float = 0.0) -> tf.Tensor:
+  """0-255 float pixels [..., 3] -> what the model sees, as one multiply-add per pixel."""
+  gain = input_gain(data_cfg)
+  offset = (shift - tf.constant(data_cfg.mean, tf.float32)) * gain
+  return pixels * tf.constant(gain / 255.0) + offset
+
+
+def from_model_input(images: np.ndarray, data_cfg) -> np.ndarray:
+  """The inverse of `to_model_input` (no shift): model inputs -> uint8 pixels, for display."""
+  x = images / input_gain(data_cfg) + np.asarray(data_cfg.mean, np.float32)
+  return np.clip(np.round(x * 255.0), 0, 255).astype(np.uint8)
+
+
+def _square(image: tf.Tensor, size: int) -> tf.Tensor:
+  """§2: shorter side to `size`, then the central size x size crop -> float32 0-255."""
+  return _centre_crop(_resize_shorter(image, size), size)
 
 
 def pca_lighting_shift(alpha: tf.Tensor) -> tf.Tensor:
@@ -197,7 +232,7 @@ def _train_preprocess(image: tf.Tensor, seed: tf.Tensor, data_cfg) -> tf.Tensor:
   resize_size = int(data_cfg.resize_size)
   geometry_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   if resize_size > size:
-    image = _resize_shorter(image, resize_size)
+    image = _square(image, resize_size)                   # [R, R, 3], §2
   else:  # small images: pad-and-crop (see the module docstring)
     image = _resize_shorter(image, size)
     pad = max(1, size // 8)
@@ -208,30 +243,29 @@ def _train_preprocess(image: tf.Tensor, seed: tf.Tensor, data_cfg) -> tf.Tensor:
   image = tf.slice(image, tf.concat([top_left, [0]], 0), [size, size, 3])  # [S, S, 3]
   if data_cfg.flip:
     image = tf.cond(u[2] < 0.5, lambda: tf.reverse(image, [1]), lambda: image)
-  # (x / 255 + shift - mean) / std as one multiply-add over the pixels.
-  std = tf.constant(data_cfg.std, tf.float32)
-  offset = -tf.constant(data_cfg.mean, tf.float32)
+  shift = 0.0
   if data_cfg.pca_lighting > 0:
     alpha = tf.random.stateless_normal([3], light_seed, stddev=float(data_cfg.pca_lighting))
-    offset += pca_lighting_shift(alpha)
-  return image * (1.0 / (255.0 * std)) + offset / std
+    shift = pca_lighting_shift(alpha)
+  return to_model_input(image, data_cfg, shift)
 
 
-def _eval_resize(image: tf.Tensor, data_cfg) -> tf.Tensor:
+def _eval_square(image: tf.Tensor, data_cfg) -> tf.Tensor:
   size = int(data_cfg.image_size)
-  return _resize_shorter(_to_rgb(image), max(int(data_cfg.resize_size), size))
+  return _square(_to_rgb(image), max(int(data_cfg.resize_size), size))
 
 
 def preprocess_eval_image(image_uint8_hwc, data_cfg) -> tf.Tensor:
-  """Decoded uint8 image, any channel count -> normalised float32 [S, S, 3] centre crop."""
-  image = _centre_crop(_eval_resize(image_uint8_hwc, data_cfg), int(data_cfg.image_size))
-  return _normalise(image / 255.0, data_cfg)
+  """Decoded uint8 image, any channel count -> model input float32 [S, S, 3], centre crop."""
+  image = _centre_crop(_eval_square(image_uint8_hwc, data_cfg), int(data_cfg.image_size))
+  return to_model_input(image, data_cfg)
 
 
 def preprocess_eval_image_ten_crop(image_uint8_hwc, data_cfg) -> tf.Tensor:
-  """Decoded uint8 image, any channel count -> normalised float32 [10, S, S, 3]."""
-  crops = ten_crop(_eval_resize(image_uint8_hwc, data_cfg), int(data_cfg.image_size))
-  return _normalise(crops / 255.0, data_cfg)
+  """Decoded uint8 image, any channel count -> model input float32 [10, S, S, 3]: the
+  corners and centre of the §2 square, and their mirror images (§4.1)."""
+  crops = ten_crop(_eval_square(image_uint8_hwc, data_cfg), int(data_cfg.image_size))
+  return to_model_input(crops, data_cfg)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
     b[i] = a[i] / (k + alpha' * sum_{j = max(0, i - n//2)}^{min(N - 1, i + n//2)} a[j]^2) ^ beta
 
-The paper writes alpha' = alpha. cuda-convnet, Caffe and PyTorch divide alpha by the window
-size (alpha' = alpha / n), so their published alpha is n times the paper's. `convention`
+The paper writes alpha' = alpha. cuda-convnet and Caffe publish the same alpha = 1e-4 for
+AlexNet but divide it by the window size when they compute (alpha' = alpha / n), as PyTorch
+does, so the same published number normalises n times more weakly there. `convention`
 picks which reading of `alpha` is meant: 'paper' (alpha' = alpha, what
 `tf.nn.local_response_normalization` computes) or 'caffe' (alpha' = alpha / n).
 
@@ -17,19 +18,19 @@ conv1 size), so the aim is one fused, vectorised loop per direction and nothing 
   (`jnp.pad` + slices, `concatenate` or `reduce_window` make XLA either copy the padded array
   or emit scalar code; joining the pieces per pixel instead of per leading row also
   de-vectorises once XLA splits the loop over two threads.)
-* The gradient is a custom VJP in one fused pass that recomputes d at each of the n window
-  positions, with beta = 0.75 as rsqrt(d) * sqrt(rsqrt(d)) (`d ** -beta` is exp(log) and
-  makes this pass ~6x slower).
+* The gradient is a custom VJP in two fused passes: t = g x d^(-beta-1), then
+  g d^-beta - 2 alpha beta x (window sum of t), with beta = 0.75 as rsqrt(d) * sqrt(rsqrt(d))
+  (`d ** -beta` is exp(log) and makes a pass ~6x slower).
 
-Measured (/tmp/lrn_scratch/bench.py, not kept): jit(grad(sum(lrn(x) * g))) on the conv1
-activation [128, 55, 55, 96] f32, median CPU ms of a single-core run (steadier than two-core
-wall time on the shared 2-core machine): this 292; two passes storing t = g x d^-beta / d 392
-(but 88 vs this 122 ms two-core wall with huge pages, GLIBC_TUNABLES=glibc.malloc.hugetlb=1,
-where a fresh array is cheap); one pass over zero-padded copies 664; the previous pad +
-shifted slices + custom VJP 772, its autodiff 1386; reduce_window 730 (autodiff 753);
-cumsum 1398; banded [C, C] matmul 881; storing d or d^-beta in the forward 687 / 723;
-channels-major transpose 1555; this with `**` 1934; 1-D convolution over channels ~4700.
-Two cores, same hour: tf.nn.local_response_normalization 1884 ms, torch's 5054, this 275.
+Measured, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train` medians (images/s,
+batch 128): the paper model 26.3 with a one-pass backward that recomputes d at each of the n
+window positions (O(n^2) work), 32.6 with these two passes, 42.3 without LRN; the `cifar`
+net (n = 9) 285 one-pass, 387 two-pass, 491 without LRN. Alone, on [128, 55, 55, 96], the
+one-pass backward is faster (113 vs 201 ms fwd+bwd), but inside the training step it is not.
+Earlier single-core measurements of the conv1 activation alone: one pass over zero-padded
+copies 664 ms; pad + shifted slices 772, its autodiff 1386; reduce_window 730; cumsum 1398;
+banded [C, C] matmul 881; channels-major transpose 1555; `**` 1934; 1-D convolution over
+channels ~4700; tf.nn.local_response_normalization 1884 and torch's 5054 on two cores.
 """
 from __future__ import annotations
 
@@ -119,19 +120,18 @@ def _lrn_fwd(x, n, k, alpha, beta):
 
 def _lrn_bwd(n, k, alpha, beta, x, g):
   # y_i = x_i d_i^-beta with d_i = k + alpha * sum_{j in W(i)} x_j^2, and j in W(i) <=> i in W(j):
-  # dL/dx_j = g_j d_j^-beta - 2 alpha beta x_j sum_{i in W(j)} g_i x_i d_i^(-beta-1).
-  # One fused pass that recomputes d_i at each of the n window positions i rather than
-  # storing g_i x_i d_i^(-beta-1) for a second pass (see the module docstring). d sums the
-  # window in the reverse order of the forward pass: were the two d identical, XLA would merge
-  # them when forward and backward share a jit and store d (and its powers) between them.
+  # dL/dx_j = g_j d_j^-beta - 2 alpha beta x_j sum_{i in W(j)} t_i,  t_i = g_i x_i d_i^(-beta-1).
+  # Two fused passes: t, then the window sum of t (see the module docstring for why).
   r = n // 2
+  t = _blockwise(lambda xs, gs: gs(0) * xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[1],
+                 x, g)
 
-  def grad(xs, gs):
-    d = lambda s: _denominator(lambda u: xs(s - u), n, k, alpha)
-    window = sum(gs(s) * xs(s) * _powers(d(s), beta)[1] for s in range(-r, r + 1))
-    return gs(0) * _powers(d(0), beta)[0] - (2.0 * alpha * beta) * xs(0) * window
+  def grad(xs, gs, ts):
+    window = sum(ts(s) for s in range(-r, r + 1))
+    d = _denominator(xs, n, k, alpha)
+    return gs(0) * _powers(d, beta)[0] - (2.0 * alpha * beta) * xs(0) * window
 
-  return (_blockwise(grad, x, g),)
+  return (_blockwise(grad, x, g, t),)
 
 
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)

@@ -9,6 +9,9 @@ Architecture (§3.5, Figure 2), for a 227x227 input:
     conv5 256 x 3x3, own tower   -> ReLU -> maxpool 3/2       [B, 6, 6, 256]
     fc6 4096 -> ReLU -> dropout, fc7 4096 -> ReLU -> dropout, fc8 num_classes
 
+(§4.2 puts dropout on the outputs of fc6 and fc7; torchvision's 'owt' model puts it on
+their inputs instead, `dropout_at='inputs'`.)
+
 Towers (§3.2) are a modelling concept here: with `towers` = 2 every layer's output channels
 are split in two halves, and conv2, conv4 and conv5 read only the half of their input that
 their own tower produced (a grouped convolution). LRN also normalises within a tower, as
@@ -70,14 +73,14 @@ _PAPER = dict(
     arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
     conv1_padding=-1, lrn=True, lrn_n=5, lrn_k=2.0, lrn_alpha=1e-4, lrn_beta=0.75,
     lrn_convention="paper", pool_window=3, pool_stride=2, activation="relu", dropout=0.5,
-    init_scheme="paper", num_classes=1000, dtype="float32")
+    dropout_at="outputs", init_scheme="paper", num_classes=1000, dtype="float32")
 
 PRESETS = {
     "paper": _PAPER,
     "paper_one_tower": {**_PAPER, "towers": 1},
     # torchvision's AlexNet, from "One weird trick for parallelizing CNNs" (Krizhevsky 2014).
     "owt": {**_PAPER, "features": (64, 192, 384, 256, 256), "towers": 1, "conv1_padding": 2,
-            "lrn": False},
+            "lrn": False, "dropout_at": "inputs"},
     "small": {**_PAPER, "features": (48, 128, 192, 192, 128), "fc_features": (2048, 2048),
               "towers": 1},
     "cifar": {**_PAPER, "arch": "cifar", "features": (64, 64, 64, 32), "fc_features": (),
@@ -171,6 +174,7 @@ class AlexNet(nn.Module):
   pool_stride: int = 2
   activation: str = "relu"
   dropout: float = 0.5
+  dropout_at: str = "outputs"     # of fc6 and fc7 (§4.2), or 'inputs' (torchvision)
   init_scheme: str = "paper"
   dtype: Any = jnp.float32
   model_axis: str | None = None   # set inside shard_map: the mesh axis holding the towers
@@ -223,11 +227,14 @@ class AlexNet(nn.Module):
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):
       name = f"fc{first_fc + i}"
+      if self.dropout_at == "inputs":
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
       x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=fc_init(fc_std),
                    bias_init=nn.initializers.constant(one if name in ones_at else 0.0))(x)
       x = self._act(x)
       self.sow("intermediates", name + "_out", x)
-      x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
+      if self.dropout_at == "outputs":
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
       x = self._gather(x)
     name = f"fc{first_fc + len(self.fc_features)}"
     x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
@@ -246,6 +253,8 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
   if cfg.init_scheme not in ("paper", "caffe", "he"):
     raise ValueError(f"model.init_scheme must be 'paper', 'caffe' or 'he', "
                      f"got {cfg.init_scheme!r}")
+  if cfg.dropout_at not in ("outputs", "inputs"):
+    raise ValueError(f"model.dropout_at must be 'outputs' or 'inputs', got {cfg.dropout_at!r}")
   if cfg.arch not in ARCHS:
     raise ValueError(f"model.arch must be one of {sorted(ARCHS)}, got {cfg.arch!r}")
   if len(cfg.features) != len(ARCHS[cfg.arch]):
@@ -265,7 +274,8 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
       lrn_k=cfg.lrn_k, lrn_alpha=cfg.lrn_alpha, lrn_beta=cfg.lrn_beta,
       lrn_convention=cfg.lrn_convention, pool_window=cfg.pool_window,
       pool_stride=cfg.pool_stride, activation=cfg.activation, dropout=cfg.dropout,
-      init_scheme=cfg.init_scheme, dtype=dtypes[cfg.dtype], model_axis=model_axis)
+      dropout_at=cfg.dropout_at, init_scheme=cfg.init_scheme, dtype=dtypes[cfg.dtype],
+      model_axis=model_axis)
 
 
 def output_size(cfg: ml_collections.ConfigDict, image_size: int) -> int:

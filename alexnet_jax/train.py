@@ -189,6 +189,7 @@ class Trainer:
 def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
   """Configuration errors that would otherwise surface deep inside compilation."""
   models.create_model(cfg.model, cfg.data.image_size)   # model fields
+  input_pipeline.input_gain(cfg.data)                    # data.input_scale
   if models.output_size(cfg.model, cfg.data.image_size) < 1:
     raise ValueError(f"data.image_size={cfg.data.image_size} is too small for model "
                      f"{cfg.model.preset!r}: its last pooling layer would have no output")

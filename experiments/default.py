@@ -24,8 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.resize_size = 256       # shorter side before cropping (§2)
   c.data.pca_lighting = 0.1      # std of the PCA colour alphas (§4.1); 0 turns it off
   c.data.flip = True             # random horizontal flips (§4.1)
-  c.data.mean = (0.485, 0.456, 0.406)  # per-channel, on a 0-1 scale
-  c.data.std = (0.229, 0.224, 0.225)
+  c.data.input_scale = "paper"   # paper: 0-255 pixels minus the mean (§2) | standardized
+  c.data.mean = (0.485, 0.456, 0.406)  # per-channel training-set mean, on a 0-1 scale (ImageNet)
+  c.data.std = (0.229, 0.224, 0.225)   # used by 'standardized' only
   c.data.shuffle_buffer = 10_000
 
   # Optimisation (§5): SGD, momentum 0.9, weight decay 5e-4, lr 0.01, divided by 10 when

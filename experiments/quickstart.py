@@ -16,6 +16,7 @@ def get_config():
   c.data.eval_split = "test"
   c.data.image_size = 64
   c.data.resize_size = 72
+  c.data.input_scale = "standardized"   # with the 'he' init; the paper's scale needs its init
   c.data.mean = (0.5, 0.5, 0.5)
   c.data.std = (0.25, 0.25, 0.25)
   c.batch_size = 32
