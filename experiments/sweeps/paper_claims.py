@@ -19,4 +19,6 @@ def get_sweep(base_cfg=None) -> list[dict]:
 
 
 def label(overrides: dict) -> str:
-  return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items()) or "baseline"
+  if "model.pool_window" in overrides:
+    return f"pool={overrides['model.pool_window']}-{overrides['model.pool_stride']}"
+  return ",".join(f"{k.split('.')[-1]}={v}" for k, v in overrides.items()) or "baseline"
