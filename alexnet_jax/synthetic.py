@@ -16,7 +16,7 @@ from PIL import Image, ImageDraw
 COMPLETE_MARKER = "COMPLETE"  # written last: its presence means the dataset is whole
 
 # Class name -> drawer. Labels follow the sorted names (as for any image folder).
-_CLASS_ORDER = ("circle", "square", "hstripes", "vstripes", "triangle", "cross", "checker", "ring")
+_CLASS_ORDER = ("circle", "hstripes", "vstripes", "checker", "cross", "square", "triangle", "ring")
 
 
 def _colours(rng: np.random.Generator) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -1,17 +1,22 @@
-"""The paper model on Imagenette (10 easy ImageNet classes): the paper's pipeline and
-optimiser at a size one machine can train.
+"""The paper's recipe on Imagenette (10 easy ImageNet classes): the paper's model, input
+scale, augmentation and optimiser at a size one machine can train.
 
 With the tfds dataset (downloads where the machine can):
     python -m launch.train --config=experiments/imagenette.py --workdir=runs/imagenette
 With a local folder <root>/train/<synset>/*.JPEG, holding out 10% for validation:
     python -m launch.train --config=experiments/imagenette.py --workdir=runs/imagenette \
-        --config.data.name=folder --config.data.data_dir=../shared/data/imagenette \
+        --config.data.name=folder --config.data.data_dir=<root> \
         --config.data.train_split='train[:90%]' --config.data.eval_split='train[90%:]'
+
+`--config=experiments/imagenette.py:cpu` is the same recipe shrunk for a 2-core CPU: half
+the paper's widths (48-128-192-192-128, fc 2048-2048, two towers), 112x112 crops of
+128x128 images (§2's 227 of 256, halved), 15 epochs; experiments/results/imagenette/ holds
+a run of it.
 """
 from experiments import default
 
 
-def get_config():
+def get_config(arg: str | None = None):
   c = default.get_config()
   c.model.num_classes = 10
   c.data.name = "imagenette/full-size-v2"
@@ -21,4 +26,18 @@ def get_config():
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500
   c.plateau_patience = 3
+  if arg == "cpu":
+    c.model.features = (48, 128, 192, 192, 128)
+    c.model.fc_features = (2048, 2048)
+    c.data.image_size = 112
+    c.data.resize_size = 128
+    c.num_epochs = 15.0
+    c.schedule = "cosine"
+    c.warmup_epochs = 1.0
+    c.log_every_steps = 20
+    c.eval_every_steps = 133     # about an epoch of 90% of Imagenette (8,522 / 64)
+    c.checkpoint_every_steps = 133
+    c.batch_size = 64
+  elif arg:
+    raise ValueError(f"experiments/imagenette.py takes no argument or 'cpu', got {arg!r}")
   return c

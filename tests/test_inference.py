@@ -121,7 +121,7 @@ def test_steps_latest_best_and_numbered(run):
   with pytest.raises(ValueError, match="'latest', 'best' or a step number"):
     inference.load(run, "newest")
   r2 = inference.load(run, 2, mesh_shape=(1, 1))
-  assert r2.step == 2 and r2.class_names == ["circle", "hstripes", "square", "vstripes"]
+  assert r2.step == 2 and r2.class_names == ["checker", "circle", "hstripes", "vstripes"]
 
 
 def test_missing_workdir_run_json_or_checkpoints(tmp_path, run):
@@ -194,7 +194,7 @@ def test_predict_cli_reports_each_bad_file_and_predicts_the_rest(run, images, tm
     assert set(r) == {"image", "top"}
     top = r["top"]
     assert len(top) == 4   # four classes: all of them in the top 5
-    assert {t["class"] for t in top} == {"circle", "hstripes", "square", "vstripes"}
+    assert {t["class"] for t in top} == {"checker", "circle", "hstripes", "vstripes"}
     assert set(top[0]) == {"label", "class", "name", "probability"}
     probs = [t["probability"] for t in top]
     assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-5

@@ -66,11 +66,11 @@ def shapes(tmp_path_factory):
 
 def test_shapes_dataset_is_complete_deterministic_and_idempotent(shapes, tmp_path):
   assert os.path.exists(os.path.join(shapes, synthetic.COMPLETE_MARKER))
-  assert sorted(os.listdir(os.path.join(shapes, "train"))) == ["circle", "hstripes", "square"]
+  assert sorted(os.listdir(os.path.join(shapes, "train"))) == ["circle", "hstripes", "vstripes"]
   assert len(os.listdir(os.path.join(shapes, "test", "circle"))) == 5
   kw = dict(num_classes=3, train_per_class=12, test_per_class=5, size=32)
   again = synthetic.make_shapes_dataset(str(tmp_path / "again"), **kw)
-  f = os.path.join("train", "square", "0007.jpg")
+  f = os.path.join("train", "vstripes", "0007.jpg")
   with open(os.path.join(shapes, f), "rb") as a, open(os.path.join(again, f), "rb") as b:
     assert a.read() == b.read()
   before = os.stat(os.path.join(again, f)).st_mtime_ns
@@ -92,7 +92,7 @@ def test_train_batches_shapes_dtypes_keys(shapes):
     assert b["mask"].dtype == np.float32 and (b["mask"] == 1).all()
     assert set(b["label"]) <= {0, 1, 2}
   assert ip.num_examples(c, "train") == 36
-  assert ip.class_names(c) == ["circle", "hstripes", "square"]
+  assert ip.class_names(c) == ["circle", "hstripes", "vstripes"]
 
 
 def test_labels_follow_sorted_folder_names(tmp_path):
@@ -191,7 +191,7 @@ def test_prepare_generates_shapes_once_and_reads_them_as_a_folder(tmp_path):
   assert cfg.data.name == "shapes"                      # the caller's config is untouched
   assert out.data.name == "folder" and out.data.data_dir == str(tmp_path / "shapes")
   assert os.path.exists(tmp_path / "shapes" / synthetic.COMPLETE_MARKER)
-  assert ip.class_names(out.data) == ["circle", "hstripes", "square"]
+  assert ip.class_names(out.data) == ["circle", "hstripes", "vstripes"]
   assert ip.num_examples(out.data, "test") == 150
   with Image.open(tmp_path / "shapes" / "test" / "circle" / "0000.jpg") as im:
     assert im.size == (28, 28)

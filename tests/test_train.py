@@ -116,7 +116,7 @@ def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_pat
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["30", "60"]
   assert glob.glob(str(tmp_path / "events.out.tfevents.*"))
   info = json.load(open(tmp_path / "run.json"))
-  assert info["class_names"] == ["circle", "hstripes", "square", "vstripes"]
+  assert info["class_names"] == ["checker", "circle", "hstripes", "vstripes"]
   assert info["config"]["model"]["preset"] == "small"
 
 
