@@ -319,3 +319,37 @@ def test_features_cli_exports_fc7_and_draws_the_neighbour_grid(run, restored, tm
   np.testing.assert_array_equal(saved["labels"][:5], batch["label"])
   with Image.open(png) as im:
     assert im.format == "PNG" and im.size[0] > im.size[1] > 100
+
+
+def test_ten_crop_loss_is_finite_when_every_crop_underflows():
+  """log(mean of the crops' probabilities) as a logsumexp of log-softmaxes: where each
+  crop's softmax gives the true class exactly 0 in float32, the loss is still the right
+  finite number, not inf."""
+  logits = np.zeros((2, 10, 3), np.float32)
+  logits[:, :, 0] = -2000.0 - np.arange(10)        # class 0 underflows in every crop
+  batch = {"image": np.zeros((2, 10, 1, 1, 3), np.float32), "label": np.zeros(2, np.int32),
+           "mask": np.ones(2, np.float32)}
+  sums = inference._eval_sums(None, batch, apply_fn=lambda p, x, r: logits.reshape(20, 3))
+  # -log(mean_c e^(l_c) / (e^(l_c) + 2)) ~= -logsumexp(l) + log(10) + log(2)
+  want = -(-2000.0 + np.log(np.exp(-np.arange(10.0)).sum())) + np.log(10) + np.log(2)
+  np.testing.assert_allclose(float(sums["ten_crop"]["loss"]) / 2, want, rtol=1e-5)
+
+
+@pytest.mark.parametrize("saved", ["paper", None])
+def test_inference_uses_the_input_scale_the_checkpoint_was_trained_with(run, tmp_path, saved):
+  """run.json's data.input_scale drives predict/evaluate/features; a run.json from before
+  the field existed was trained on standardised inputs."""
+  copy = str(tmp_path / "run")
+  shutil.copytree(run, copy)
+  info = json.load(open(os.path.join(copy, "run.json")))
+  if saved is None:
+    del info["config"]["data"]["input_scale"]
+  else:
+    info["config"]["data"]["input_scale"] = saved
+  json.dump(info, open(os.path.join(copy, "run.json"), "w"))
+  r = inference.load(copy, devices=jax.local_devices()[:1], mesh_shape=(1, 1))
+  assert r.cfg.data.input_scale == (saved or "standardized")
+  image = np.full((72, 72, 3), 200, np.uint8)
+  x = inference.preprocess(image, r.cfg.data)
+  want = (200 / 255 - np.array(r.cfg.data.mean)) * (255 if saved else 1 / np.array(r.cfg.data.std))
+  np.testing.assert_allclose(x[0, 0], want, rtol=1e-5)

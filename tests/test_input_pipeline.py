@@ -22,6 +22,7 @@ def data_config(root, **overrides):
   c.image_size = 24
   c.resize_size = 28
   c.shuffle_buffer = 64
+  c.input_scale = "standardized"
   for k, v in overrides.items():
     setattr(c, k, v)
   return c
@@ -243,6 +244,57 @@ def test_small_images_are_padded_and_cropped(tmp_path):
   assert set(np.unique(images)) <= {0.0, 1.0}        # white image, black 2-pixel padding
   assert (images == 0).any()
   assert len({digest(im) for im in images}) > 5      # crops move around
+
+
+def _column_ramp(path, height, width):
+  """A PNG whose every pixel holds 5 x its column index (0, 5, 10, ...) in every channel."""
+  ramp = np.broadcast_to((5 * np.arange(width, dtype=np.uint8))[None, :, None],
+                         (height, width, 3)).copy()
+  save(str(path), ramp, "PNG")
+
+
+def test_paper_scale_is_raw_pixels_minus_the_mean_and_lighting_scales_with_it(tmp_path):
+  save(str(tmp_path / "train" / "a" / "0.png"), np.full((30, 40, 3), (200, 100, 50), np.uint8),
+       "PNG")
+  mean = (0.5, 0.4, 0.3)
+  want = np.array([200, 100, 50]) - 255 * np.array(mean)      # §2: 0-255 minus the mean
+  plain = data_config(tmp_path, input_scale="paper", mean=mean, pca_lighting=0.0)
+  train = take(ip.create_split(plain, "train", train=True, batch_size=4), 1)[0]["image"]
+  np.testing.assert_allclose(train, np.broadcast_to(want, train.shape), atol=1e-4)
+  evaluated = batches(ip.create_split(plain, "train", train=False, batch_size=1))[0]["image"]
+  np.testing.assert_allclose(evaluated, np.broadcast_to(want, evaluated.shape), atol=1e-4)
+  # The same PCA alphas shift the paper-scale input by 255 x the 0-1 shift, and the
+  # standardised input by the 0-1 shift / std.
+  std = np.array(plain.std)
+  shift = {}
+  for scale in ("paper", "standardized"):
+    lit, dark = (take(ip.create_split(data_config(tmp_path, input_scale=scale, mean=mean,
+                                                  pca_lighting=p), "train", train=True,
+                                      batch_size=4, seed=3), 1)[0]["image"]
+                 for p in (0.1, 0.0))
+    shift[scale] = (lit - dark)[:, 0, 0]                          # [4, 3]
+  assert np.abs(shift["paper"]).max() > 1.0
+  np.testing.assert_allclose(shift["paper"] / 255, shift["standardized"] * std, atol=1e-5)
+  with pytest.raises(ValueError, match="input_scale"):
+    ip.input_gain(data_config(tmp_path, input_scale="raw"))
+
+
+def test_section2_crops_come_from_the_central_square(tmp_path):
+  """§2: shorter side to 256, then the central 256x256: on a wider image the training crops,
+  flips and the ten crops all stay inside the central square's columns."""
+  _column_ramp(tmp_path / "train" / "a" / "0.png", 28, 40)   # resize_size 28: square is 6..33
+  c = data_config(tmp_path, input_scale="paper", mean=(0, 0, 0), pca_lighting=0.0)
+  crops = np.concatenate([b["image"] for b in take(
+      ip.create_split(c, "train", train=True, batch_size=16), 4)])     # [64, 24, 24, 3]
+  lefts = {int(v) // 5 for v in crops.min(axis=(1, 2, 3))}
+  rights = {int(v) // 5 for v in crops.max(axis=(1, 2, 3))}
+  assert lefts == set(range(6, 11)) and rights == set(range(29, 34)), (lefts, rights)
+  ten = ip.preprocess_eval_image_ten_crop(
+      np.asarray(Image.open(tmp_path / "train" / "a" / "0.png")), c).numpy()
+  assert [int(t.min()) // 5 for t in ten[:5]] == [6, 10, 6, 10, 8]    # corners of the square
+  centre = ip.preprocess_eval_image(np.asarray(Image.open(tmp_path / "train" / "a" / "0.png")),
+                                    c).numpy()
+  np.testing.assert_array_equal(centre, ten[4])
 
 
 # ------------------------------------------------------------------ ten crops

@@ -121,3 +121,21 @@ def test_bad_config_is_a_clear_error(field, value, match):
 def test_unknown_preset():
   with pytest.raises(ValueError, match="preset"):
     models.model_config("vgg")
+
+
+@pytest.mark.parametrize("where", ["outputs", "inputs"])
+def test_dropout_sits_on_the_outputs_of_fc6_and_fc7_or_on_their_inputs(where):
+  """§4.2 drops fc6's and fc7's outputs; torchvision's 'owt' drops their inputs. With rate 1
+  the dropped tensor is all zeros, so fc6's output stops depending on the image exactly
+  when dropout sits on fc6's input."""
+  cfg = models.model_config("small", num_classes=4, features=(8, 16, 16, 16, 16),
+                            fc_features=(32, 32), dropout=1.0, dropout_at=where)
+  model = models.create_model(cfg, 67)
+  x = jax.random.normal(jax.random.key(0), (3, 67, 67, 3))
+  params = model.init(jax.random.key(1), x)
+  _, out = model.apply(params, x, train=True, rngs={"dropout": jax.random.key(2)},
+                       mutable=["intermediates"])
+  fc6 = np.asarray(out["intermediates"]["fc6_out"][0])
+  assert (np.ptp(fc6, axis=0).max() == 0) == (where == "inputs")
+  assert models.model_config("owt").dropout_at == "inputs"
+  assert models.model_config("paper").dropout_at == "outputs"

@@ -1,0 +1,96 @@
+"""Every shipped experiment learns with its own defaults, and at the paper's input scale (§2)
+LRN (§3.3) is more than a constant factor.
+
+The CIFAR-10 and Imagenette tests read real images from ALEXNET_DATA_DIR (folders
+cifar10/{train,test}/<class>/*.jpg and imagenette/train/<synset>/*.JPEG) and skip without it.
+Each runs the experiment's own config (init, learning rate, schedule, input scale) for a few
+hundred steps on one device, with JAX's default PRNG as in production.
+"""
+import glob
+import math
+import os
+
+import jax
+import numpy as np
+from PIL import Image
+import pytest
+
+from alexnet_jax import input_pipeline, models, train
+from experiments import cifar10, imagenette, quickstart
+
+DATA = os.environ.get("ALEXNET_DATA_DIR")
+needs_data = pytest.mark.skipif(not DATA, reason="ALEXNET_DATA_DIR is not set")
+LN10 = math.log(10)
+
+
+@pytest.fixture
+def production_prng():
+  """threefry, the default that conftest swaps for rbg elsewhere."""
+  before = jax.config.jax_default_prng_impl
+  jax.config.update("jax_default_prng_impl", "threefry2x32")
+  yield
+  jax.config.update("jax_default_prng_impl", before)
+
+
+def train_losses(cfg, steps: int) -> list[float]:
+  """Mean training loss of each of the first `steps` steps of `cfg`'s own schedule."""
+  n = input_pipeline.num_examples(cfg.data, cfg.data.train_split)
+  trainer = train.Trainer(cfg, steps_per_epoch=max(1, n // cfg.batch_size))
+  state = trainer.init(jax.random.key(cfg.seed))
+  ds = input_pipeline.create_split(cfg.data, cfg.data.train_split, train=True,
+                                   batch_size=cfg.batch_size, seed=cfg.seed)
+  losses = []
+  for step, batch in zip(range(steps), ds.as_numpy_iterator()):
+    rng = jax.random.fold_in(jax.random.key(cfg.seed), step)
+    state, m = trainer.train_step(state, trainer.device_batch(batch), rng)
+    losses.append(float(m["loss"]) / float(m["count"]))
+  return losses
+
+
+@pytest.mark.slow
+def test_quick_start_reaches_5_percent_error(tmp_path, production_prng):
+  cfg = quickstart.get_config()
+  cfg.mesh_shape = (1, 1)   # what a one-device machine gets
+  final = train.train_and_evaluate(cfg, str(tmp_path))
+  assert final["top1_error"] <= 0.05, final
+
+
+@needs_data
+@pytest.mark.slow
+def test_cifar10_defaults_learn_within_300_steps(production_prng):
+  cfg = cifar10.get_config()
+  cfg.data.data_dir = os.path.join(DATA, "cifar10")
+  cfg.mesh_shape = (1, 1)
+  losses = train_losses(cfg, 300)
+  assert np.mean(losses[-20:]) <= LN10 - 0.5, losses[::20]
+
+
+def _conv1_and_lrn1(input_scale: str) -> tuple[np.ndarray, np.ndarray, float, float]:
+  """conv1's output and LRN's output at the paper's init on 8 Imagenette images."""
+  cfg = imagenette.get_config()
+  cfg.data.input_scale = input_scale
+  files = sorted(glob.glob(os.path.join(DATA, "imagenette", "train", "*", "*.JPEG")))[::1000][:8]
+  x = np.stack([input_pipeline.preprocess_eval_image(
+      np.asarray(Image.open(f).convert("RGB")), cfg.data).numpy() for f in files])
+  model = models.create_model(cfg.model, cfg.data.image_size)
+  params = model.init(jax.random.key(0), x[:1])
+  _, out = model.apply(params, x, mutable=["intermediates"])
+  inter = out["intermediates"]
+  return (np.asarray(inter["conv1_out"][0]), np.asarray(inter["lrn1"][0]),
+          cfg.model.lrn_k, cfg.model.lrn_beta)
+
+
+@needs_data
+@pytest.mark.parametrize("input_scale", ["paper", "standardized"])
+def test_lrn_is_not_a_constant_factor_at_the_papers_scale(input_scale):
+  """b = a d^-beta with d = k + alpha sum(a^2): recover alpha sum(a^2) / k from b / a."""
+  a, b, k, beta = _conv1_and_lrn1(input_scale)
+  live = a > 1e-3
+  ratio = b[live] / a[live]
+  relative = (ratio ** (-1.0 / beta) - k) / k              # alpha * sum(a^2) / k
+  spread = ratio.std() / ratio.mean()
+  if input_scale == "paper":
+    assert np.median(relative) >= 1e-3, np.median(relative)
+    assert spread > 5e-3, spread       # not b = c * a
+  else:   # what the standardised input gave: LRN multiplies by 2^-0.75 and nothing more
+    assert np.median(relative) < 1e-4 and spread < 1e-4, (np.median(relative), spread)
