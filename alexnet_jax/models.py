@@ -101,6 +101,35 @@ def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
+INIT_SCHEMES = ("paper", "caffe", "torch", "he")
+_BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
+
+
+def initializers(scheme: str, layer: str, fan_in: int):
+  """(kernel_init, bias_init) of a layer.
+
+  'paper' (§5): N(0, 0.01) weights; biases 1 in conv2, conv4, conv5, fc6 and fc7 ("to
+    accelerate the early stages of learning by providing the ReLUs with positive inputs"),
+    0 elsewhere.
+  'caffe': Caffe's bvlc_alexnet: N(0, 0.01), but N(0, 0.005) for fc6 and fc7, and biases
+    0.1 where the paper has 1.
+  'torch': PyTorch's default layer init, as torchvision's AlexNet gets it: weights and
+    biases uniform in +-1/sqrt(fan_in).
+  'he' (He et al. 2015): N(0, 2 / fan_in) weights, zero biases.
+  """
+  if scheme == "he":
+    return nn.initializers.he_normal(), nn.initializers.zeros
+  if scheme == "torch":
+    bound = fan_in ** -0.5
+    return (nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+            lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype,
+                                                                     -bound, bound))
+  std = 0.005 if scheme == "caffe" and layer in ("fc6", "fc7") else 0.01
+  one = {"paper": 1.0, "caffe": 0.1}[scheme]
+  bias = one if layer in _BIAS_ONE else 0.0
+  return nn.initializers.normal(std), nn.initializers.constant(bias)
+
+
 def conv1_padding(cfg, image_size: int) -> int | tuple[int, int]:
   """conv1's padding: the config's, or with -1 the fewest pixels that make the 11x11/4
   windows tile the padded input exactly.
@@ -130,18 +159,17 @@ class Conv(nn.Module):
   stride: int
   padding: Any
   groups: int = 1
-  kernel_std: float = 0.01    # 0: He et al. (2015) fan-in scaling
-  bias_init: float = 0.0
+  init_scheme: str = "paper"   # see `initializers`
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     cin = x.shape[-1]
-    kernel_init = (nn.initializers.he_normal() if self.kernel_std == 0
-                   else nn.initializers.normal(self.kernel_std))
-    kernel = self.param("kernel", kernel_init,
-                        (self.kernel, self.kernel, cin // self.groups, self.features))
-    bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+    shape = (self.kernel, self.kernel, cin // self.groups, self.features)
+    fan_in = shape[0] * shape[1] * shape[2]
+    kernel_init, bias_init = initializers(self.init_scheme, self.name, fan_in)
+    kernel = self.param("kernel", kernel_init, shape)
+    bias = self.param("bias", bias_init, (self.features,))
     pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
     conv = lambda x, w: jax.lax.conv_general_dilated(
         x, w.astype(self.dtype), (self.stride, self.stride), (pad, pad),
@@ -192,24 +220,14 @@ class AlexNet(nn.Module):
   def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
     shards = 1 if self.model_axis is None else self.towers   # towers held elsewhere
     local_towers = self.towers // shards
-    # Paper init (§5): N(0, 0.01) weights; biases 1 in conv2, conv4, conv5, fc6, fc7 so that
-    # their ReLUs start with positive inputs; 0 elsewhere. Caffe: 0.1, fc6/fc7 std 0.005.
-    # 'he' (not the paper's): fan-in-scaled normal weights, zero biases; small nets on small
-    # images learn in minutes with it, where N(0, 0.01) leaves conv1's gradient near 1e-5.
-    one = {"paper": 1.0, "caffe": 0.1, "he": 0.0}[self.init_scheme]
-    conv_std = 0.0 if self.init_scheme == "he" else 0.01
-    fc_std = {"paper": 0.01, "caffe": 0.005, "he": 0.0}[self.init_scheme]
-    fc_init = lambda std: nn.initializers.he_normal() if std == 0 else nn.initializers.normal(std)
-    ones_at = {"conv2", "conv4", "conv5", "fc6", "fc7"}
     x = images.astype(self.dtype)
     for spec, width in zip(ARCHS[self.arch], self.features):
       if not spec.own_tower and spec.name != "conv1":
         x = self._gather(x)
       pad = self.conv1_padding if spec.name == "conv1" else spec.padding
       x = Conv(width // shards, spec.kernel, spec.stride, pad,
-               groups=local_towers if spec.own_tower else 1, kernel_std=conv_std,
-               bias_init=one if spec.name in ones_at else 0.0, dtype=self.dtype,
-               name=spec.name)(x)
+               groups=local_towers if spec.own_tower else 1, init_scheme=self.init_scheme,
+               dtype=self.dtype, name=spec.name)(x)
       x = self._act(x)
       self.sow("intermediates", spec.name + "_out", x)
       for op in spec.post:
@@ -229,17 +247,18 @@ class AlexNet(nn.Module):
       name = f"fc{first_fc + i}"
       if self.dropout_at == "inputs":
         x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
-      x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=fc_init(fc_std),
-                   bias_init=nn.initializers.constant(one if name in ones_at else 0.0))(x)
+      kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
+      x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=kernel_init,
+                   bias_init=bias_init)(x)
       x = self._act(x)
       self.sow("intermediates", name + "_out", x)
       if self.dropout_at == "outputs":
         x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
       x = self._gather(x)
     name = f"fc{first_fc + len(self.fc_features)}"
+    kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
     x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
-                 kernel_init=fc_init(0.0 if self.init_scheme == "he" else 0.01),
-                 bias_init=nn.initializers.zeros)(x)
+                 kernel_init=kernel_init, bias_init=bias_init)(x)
     x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
     self.sow("intermediates", name + "_out", x)
     return x
@@ -250,9 +269,8 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
   """The AlexNet for a model config (see `PRESETS`) at a given input size."""
   if cfg.activation not in ("relu", "tanh"):
     raise ValueError(f"model.activation must be 'relu' or 'tanh', got {cfg.activation!r}")
-  if cfg.init_scheme not in ("paper", "caffe", "he"):
-    raise ValueError(f"model.init_scheme must be 'paper', 'caffe' or 'he', "
-                     f"got {cfg.init_scheme!r}")
+  if cfg.init_scheme not in INIT_SCHEMES:
+    raise ValueError(f"model.init_scheme must be one of {INIT_SCHEMES}, got {cfg.init_scheme!r}")
   if cfg.dropout_at not in ("outputs", "inputs"):
     raise ValueError(f"model.dropout_at must be 'outputs' or 'inputs', got {cfg.dropout_at!r}")
   if cfg.arch not in ARCHS:
