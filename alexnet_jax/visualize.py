@@ -45,3 +45,32 @@ def save_kernel_figure(kernel: np.ndarray, towers: int, path: str, title: str = 
   ax.set_title(title or f"conv1 kernels, {towers} tower(s): tower 1 above tower 2")
   fig.savefig(path, dpi=150, bbox_inches="tight")
   plt.close(fig)
+
+
+def save_training_curves(curves: dict[str, list[dict]], path: str, title: str = "") -> None:
+  """Training loss and validation top-1 error against epoch, one line per run.
+
+  `curves` maps a run's label to its metrics.jsonl records (`sweep.read_metrics`).
+  """
+  import matplotlib   # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
+
+  fig, (loss_ax, err_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
+  for label, records in curves.items():
+    train = [(r["epoch"], r["train_loss"]) for r in records if "train_loss" in r]
+    evals = [(r["epoch"], r["eval_top1_error"]) for r in records if "eval_top1_error" in r]
+    if train:
+      loss_ax.plot(*zip(*train), label=label)
+    if evals:
+      err_ax.plot(*zip(*evals), marker="o", markersize=3, label=label)
+  for ax, ylabel in ((loss_ax, "training loss"), (err_ax, "validation top-1 error")):
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+  if title:
+    fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

@@ -1,0 +1,34 @@
+"""Training loss and validation error against epoch for one or more training workdirs.
+
+    python -m launch.curves --out=curves.png runs/a runs/b [--labels=a,b] [--title=...]
+"""
+import os
+
+from absl import app, flags
+
+from alexnet_jax import sweep, visualize
+
+_OUT = flags.DEFINE_string("out", "curves.png", "PNG to write.")
+_LABELS = flags.DEFINE_list("labels", None, "One label per workdir (default: folder names).")
+_TITLE = flags.DEFINE_string("title", "", "Figure title.")
+
+
+def main(argv):
+  workdirs = argv[1:]
+  if not workdirs:
+    raise SystemExit("error: name at least one training workdir")
+  labels = _LABELS.value or [os.path.basename(os.path.normpath(w)) for w in workdirs]
+  if len(labels) != len(workdirs):
+    raise SystemExit(f"error: {len(labels)} labels for {len(workdirs)} workdirs")
+  curves = {}
+  for label, workdir in zip(labels, workdirs):
+    records = sweep.read_metrics(workdir)
+    if not records:
+      raise SystemExit(f"error: {workdir} has no metrics.jsonl records")
+    curves[label] = records
+  visualize.save_training_curves(curves, _OUT.value, _TITLE.value)
+  print(_OUT.value)
+
+
+if __name__ == "__main__":
+  app.run(main)
