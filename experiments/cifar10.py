@@ -1,5 +1,7 @@
 """The four-layer CIFAR-10 net of the paper's §3.3 remark (see models.py, preset 'cifar'),
-on 32x32 images with pad-and-crop and flips.
+on 32x32 images with pad-and-crop and flips, at the paper's input scale (0-255 minus the
+training mean) with the paper's N(0, 0.01) init: 30 epochs of batch 128, cosine schedule.
+experiments/results/cifar10/ holds the LRN, pooling and ReLU/tanh ablations of it.
 
     python -m launch.train --config=experiments/cifar10.py --workdir=runs/cifar10 \
         --config.data.data_dir=../shared/data/cifar10

@@ -277,6 +277,12 @@ def test_paper_scale_is_raw_pixels_minus_the_mean_and_lighting_scales_with_it(tm
   np.testing.assert_allclose(shift["paper"] / 255, shift["standardized"] * std, atol=1e-5)
   with pytest.raises(ValueError, match="input_scale"):
     ip.input_gain(data_config(tmp_path, input_scale="raw"))
+  # Display (features' neighbour grids) undoes either scale exactly.
+  pixels = np.arange(0, 255, 5, dtype=np.uint8)[:51].reshape(17, 1, 3)
+  for scale in ("paper", "standardized"):
+    c = data_config(tmp_path, input_scale=scale, mean=mean)
+    x = ip.to_model_input(tf.constant(pixels, tf.float32), c).numpy()
+    np.testing.assert_array_equal(ip.from_model_input(x, c), pixels)
 
 
 def test_section2_crops_come_from_the_central_square(tmp_path):
