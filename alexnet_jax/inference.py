@@ -484,14 +484,22 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   return report
 
 
-def report_path(workdir: str, split: str, step: int, ten_crop: bool) -> str:
-  """<workdir>/eval_<split>_<step>[_10crop].json, the split made safe for a file name."""
-  safe = re.sub(r"[^A-Za-z0-9._-]+", "_", split).strip("_") or "split"
-  return os.path.join(workdir, f"eval_{safe}_{step}{'_10crop' if ten_crop else ''}.json")
+def _file_safe(text: str) -> str:
+  return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def report_path(workdir: str, data: dict, split: str, step: int, ten_crop: bool) -> str:
+  """<workdir>/eval_<data>_<split>_<step>[_10crop].json: <data> is the image folder's name
+  (or the tfds dataset's), so that evaluations of other folders never overwrite each other."""
+  source = (os.path.basename(os.path.normpath(data["data_dir"])) if data["name"] == "folder"
+            else data["name"])
+  name = "_".join(_file_safe(p) or "x" for p in (source, split))
+  return os.path.join(workdir, f"eval_{name}_{step}{'_10crop' if ten_crop else ''}.json")
 
 
 def write_report(report: dict, ten_crop: bool) -> str:
-  path = report_path(report["workdir"], report["split"], report["step"], ten_crop)
+  path = report_path(report["workdir"], report["data"], report["split"], report["step"],
+                     ten_crop)
   with open(path, "w") as f:
     json.dump(report, f, indent=1)
   return path

@@ -190,6 +190,9 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
   """Configuration errors that would otherwise surface deep inside compilation."""
   models.create_model(cfg.model, cfg.data.image_size)   # model fields
   input_pipeline.input_gain(cfg.data)                    # data.input_scale
+  for field in ("batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
+    if int(cfg[field]) < 1:
+      raise ValueError(f"{field} must be at least 1, got {cfg[field]}")
   if models.output_size(cfg.model, cfg.data.image_size) < 1:
     raise ValueError(f"data.image_size={cfg.data.image_size} is too small for model "
                      f"{cfg.model.preset!r}: its last pooling layer would have no output")
@@ -253,6 +256,8 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   else:
     state, meta = checkpoint.restore(manager, start, trainer.abstract_state)
     logging.info("resumed from checkpoint %d in %s", start, manager.directory)
+  if is_chief:   # rows logged after the checkpoint are logged again as training redoes them
+    _trim_metrics(os.path.join(workdir, "metrics.jsonl"), start)
   logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d",
                total_steps, steps_per_epoch, n_train, dict(trainer.mesh.shape), cfg.batch_size)
 
@@ -268,13 +273,14 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         cfg.data, cfg.data.eval_split, train=False, batch_size=local_batch,
         process_index=jax.process_index(), process_count=jax.process_count())
 
-  def run_eval(step):
+  def run_eval(step, keep=True):
     t = time.perf_counter()
     metrics = trainer.evaluate(state.params, eval_dataset(), cfg.eval_batches)
     logging.info("step %d eval: loss %.4f top-1 error %.4f top-5 error %.4f (%.1fs)", step,
                  metrics["loss"], metrics["top1_error"], metrics["top5_error"],
                  time.perf_counter() - t)
-    record(step, {f"eval_{k}": v for k, v in metrics.items()})
+    if keep:
+      record(step, {f"eval_{k}": v for k, v in metrics.items()})
     return metrics
 
   def save(step, eval_metrics=None):
@@ -325,10 +331,29 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       save(done, eval_metrics if eval_now else None)
   if start >= total_steps:
     logging.info("nothing to do: checkpoint %d already reached %d steps", start, total_steps)
-    eval_metrics = run_eval(start)
+    eval_metrics = run_eval(start, keep=False)   # metrics.jsonl already has this step
   if writer:
     writer.close()
   return eval_metrics
+
+
+def _trim_metrics(path: str, last_step: int) -> None:
+  """Drops the records of steps after `last_step` from metrics.jsonl (atomically)."""
+  if not os.path.isfile(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  kept = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= last_step:
+        kept.append(line if line.endswith("\n") else line + "\n")
+    except (json.JSONDecodeError, KeyError, TypeError):
+      continue   # a line cut short by a crash
+  if len(kept) != len(lines):
+    with open(path + ".tmp", "w") as f:
+      f.writelines(kept)
+    os.replace(path + ".tmp", path)
 
 
 def _plateau(trainer, state, meta, error, cfg):

@@ -12,10 +12,10 @@ import platform
 import tempfile
 
 import jax
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import benchmark, input_pipeline
+from alexnet_jax import benchmark, cli, input_pipeline
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
@@ -64,4 +64,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

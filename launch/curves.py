@@ -4,9 +4,9 @@
 """
 import os
 
-from absl import app, flags
+from absl import flags
 
-from alexnet_jax import sweep, visualize
+from alexnet_jax import cli, sweep, visualize
 
 _OUT = flags.DEFINE_string("out", "curves.png", "PNG to write.")
 _LABELS = flags.DEFINE_list("labels", None, "One label per workdir (default: folder names).")
@@ -31,4 +31,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -4,14 +4,14 @@
     python -m launch.evaluate --workdir=runs/imagenet --step=best --split=validation --ten_crop
 
 The dataset is the run's (run.json); --data_dir points it elsewhere. The report goes to
-<workdir>/eval_<split>_<step>[_10crop].json; with --ten_crop it holds both the single-crop
-(centre) and the ten-crop numbers.
+<workdir>/eval_<data folder>_<split>_<step>[_10crop].json; with --ten_crop it holds both the
+single-crop (centre) and the ten-crop numbers.
 """
 import json
 
 from absl import app, flags, logging
 
-from alexnet_jax import inference
+from alexnet_jax import cli, inference
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
@@ -24,6 +24,7 @@ _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Log progress every this many
 
 
 def main(argv):
+  cli.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
@@ -32,7 +33,7 @@ def main(argv):
     report = inference.evaluate(restored, split, ten_crop=_TEN_CROP.value,
                                 data_dir=_DATA_DIR.value, log_every=_LOG_EVERY.value)
   except (ValueError, OSError) as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
   path = inference.write_report(report, _TEN_CROP.value)
   logging.info("wrote %s", path)
   for kind in ("single_crop", "ten_crop"):
@@ -46,4 +47,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  cli.run(main)

@@ -12,7 +12,7 @@ big sets: --train_split='train[:10000]'.
 import numpy as np
 from absl import app, flags, logging
 
-from alexnet_jax import features, inference
+from alexnet_jax import cli, features, inference
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
@@ -28,6 +28,7 @@ _PNG = flags.DEFINE_string("png", None, "Write the neighbour grid to this PNG.")
 
 
 def main(argv):
+  cli.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if not _OUT.value and not _PNG.value:
@@ -54,7 +55,7 @@ def main(argv):
       print(f"wrote {_PNG.value}: {len(idx)} queries from {split}, {idx.shape[1]} nearest of "
             f"{len(train['labels'])} images of {train_split} each")
   except (ValueError, OSError) as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
   if _OUT.value:
     np.savez(_OUT.value, features=query["features"], labels=query["labels"],
              layer=query["layer"], split=split, step=restored.step,
@@ -65,4 +66,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  cli.run(main)

@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_jax import inference
+from alexnet_jax import cli, inference
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
@@ -21,6 +21,7 @@ _TOP = flags.DEFINE_integer("top", 5, "How many classes to show per image.")
 
 
 def main(argv):
+  cli.quiet_library_logs()
   paths = argv[1:]
   if not paths:
     raise app.UsageError("give one or more image files after the flags")
@@ -29,7 +30,7 @@ def main(argv):
   try:
     restored = inference.load(_WORKDIR.value, _STEP.value)
   except (ValueError, OSError) as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
   results = inference.predict_files(restored, paths, ten_crop=_TEN_CROP.value, k=_TOP.value)
   for r in results:
     if "error" in r:
@@ -50,4 +51,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  cli.run(main)

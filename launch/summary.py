@@ -3,10 +3,10 @@
     python -m launch.summary --config=experiments/imagenet_paper.py
     python -m launch.summary --config=experiments/default.py --config.model.towers=1
 """
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import summary
+from alexnet_jax import cli, summary
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -23,4 +23,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config"])
-  app.run(main)
+  cli.run(main)

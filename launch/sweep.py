@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import sweep
+from alexnet_jax import cli, sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/cifar10.py",
                                           "Base experiment config file.", lock_config=True)
@@ -29,6 +29,7 @@ _DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the runs and exit.")
 
 
 def main(argv):
+  cli.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   definition = sweep.load_definition(_SWEEP.value)
@@ -39,7 +40,7 @@ def main(argv):
   try:
     runs = sweep.make_runs(definition, base, seeds)
   except (ValueError, KeyError) as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
   logging.info("JAX devices %s; sweep %s: %d runs under %s", jax.local_devices(),
                _SWEEP.value, len(runs), _ROOT.value)
   if _DRY_RUN.value:
@@ -50,8 +51,7 @@ def main(argv):
     try:
       sweep.run_sweep(base, runs, _ROOT.value)
     except (ValueError, OSError) as e:
-      logging.exception("sweep stopped")
-      raise SystemExit(f"error: {e}") from None
+      cli.fail(e)
   title = os.path.splitext(os.path.basename(_SWEEP.value))[0] + " sweep"
   rows = sweep.write_reports(runs, _ROOT.value, title, thresholds,
                              notes=(definition.__doc__ or "").strip())
@@ -60,4 +60,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["sweep", "root"])
-  app.run(main)
+  cli.run(main)

@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import distributed, train
+from alexnet_jax import cli, distributed, train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -27,6 +27,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in 
 
 
 def main(argv):
+  cli.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if distributed.should_initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
@@ -39,10 +40,9 @@ def main(argv):
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   except (ValueError, OSError, train.LossIsNotFinite) as e:
-    logging.exception("training stopped")   # the traceback, for the log
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  app.run(main)
+  cli.run(main)

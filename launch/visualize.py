@@ -6,9 +6,9 @@ import os
 
 import jax
 import numpy as np
-from absl import app, flags
+from absl import flags
 
-from alexnet_jax import inference, visualize
+from alexnet_jax import cli, inference, visualize
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _STEP = flags.DEFINE_string("step", "latest", "latest, best, or a step number.")
@@ -21,7 +21,7 @@ def main(argv):
   try:
     restored = inference.load(_WORKDIR.value, step, devices=jax.local_devices()[:1])
   except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f"error: {e}") from None
+    cli.fail(e)
   kernel = np.asarray(jax.device_get(restored.params["conv1"]["kernel"]))
   towers = restored.cfg.model.towers
   out = _OUT.value or os.path.join(_WORKDIR.value, "conv1_kernels.png")
@@ -33,4 +33,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  app.run(main)
+  cli.run(main)

@@ -27,6 +27,8 @@ def launch_train(workdir, *flags):
     ({"data.image_size": 24}, "image_size=24 is too small"),
     ({"data.name": "no_such_dataset"}, "no_such_dataset"),
     ({"data.name": "folder", "data.data_dir": "/no/such/dir"}, "/no/such/dir"),
+    ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
+    ({"data.input_scale": "raw"}, "data.input_scale must be one of"),
 ])
 def test_bad_configuration_fails_before_anything_runs(tmp_path, overrides, message):
   cfg = tiny_config()
@@ -38,12 +40,19 @@ def test_bad_configuration_fails_before_anything_runs(tmp_path, overrides, messa
   assert not os.path.exists(tmp_path / "checkpoints")
 
 
-def test_launch_reports_a_bad_configuration_in_one_line(tmp_path):
-  proc = subprocess.run(launch_train(tmp_path, "--config.data.image_size=24"),
-                        capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("flag,message", [
+    ("--config.data.image_size=24", "error: data.image_size=24 is too small"),
+    ("--config.batch_size=0", "error: batch_size must be at least 1, got 0"),
+    ("--config.modle.lrn=False", "error: bad config override: 'modle' Did you mean \"model\""),
+    ("--no_such_flag", "error: Unknown command line flag 'no_such_flag'"),
+])
+def test_launch_reports_a_bad_configuration_in_one_line(tmp_path, flag, message):
+  proc = subprocess.run(launch_train(tmp_path, flag), capture_output=True, text=True,
+                        timeout=120)
   assert proc.returncode != 0
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: data.image_size=24 is too small"), last
+  assert last.startswith(message), last
+  assert "Traceback" not in proc.stderr
 
 
 def test_failed_checkpoint_write_keeps_the_previous_one(shapes_dir, tmp_path, monkeypatch):

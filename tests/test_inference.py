@@ -267,7 +267,7 @@ def test_evaluate_report_equals_a_direct_computation(restored, data_dir):
   for k in ("top1_error", "top5_error", "loss"):
     assert report["single_crop"][k] == pytest.approx(logged[f"eval_{k}"], abs=1e-5)
   path = inference.write_report(report, ten_crop=True)
-  assert path == os.path.join(restored.workdir, "eval_test_4_10crop.json")
+  assert path == os.path.join(restored.workdir, "eval_shapes_test_4_10crop.json")
   assert json.load(open(path))["ten_crop"] == report["ten_crop"]
 
 
@@ -275,11 +275,19 @@ def test_evaluate_cli_writes_the_report(run, data_dir):
   p = launch("launch.evaluate", f"--workdir={run}", "--step=2", "--split=test[:50%]",
              f"--data_dir={data_dir}", "--batch_size=8", "--log_every=1")
   assert p.returncode == 0, p.stderr
-  report = json.load(open(os.path.join(run, "eval_test_50_2.json")))
+  report = json.load(open(os.path.join(run, "eval_shapes_test_50_2.json")))
   assert report["step"] == 2 and report["examples"] == 16 and report["batch_size"] == 8
   assert set(report["single_crop"]) == {"top1_error", "top5_error", "loss"}
   assert "ten_crop" not in report
   assert "images/s" in p.stderr and "single-crop: top-1 error" in p.stdout
+  # Another folder's evaluation of the same split and step gets its own report.
+  other = os.path.join(os.path.dirname(data_dir), "other_shapes")
+  shutil.copytree(data_dir, other, dirs_exist_ok=True)
+  p = launch("launch.evaluate", f"--workdir={run}", "--step=2", "--split=test[:50%]",
+             f"--data_dir={other}", "--batch_size=8")
+  assert p.returncode == 0, p.stderr
+  assert os.path.isfile(os.path.join(run, "eval_other_shapes_test_50_2.json"))
+  assert os.path.isfile(os.path.join(run, "eval_shapes_test_50_2.json"))
 
 
 # ------------------------------------------------------------------------------ features
