@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from alexnet_jax import input_pipeline, models
-from alexnet_jax.inference import Restored, readable_names
+from alexnet_jax.inference import Restored, check_data_classes, readable_names
 
 
 def feature_layer(model_cfg) -> str:
@@ -65,6 +65,7 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
   data_cfg = cfg.data.copy_and_resolve_references()
   if data_dir:
     data_cfg.data_dir = data_dir
+  check_data_classes(restored, data_cfg)
   fn = make_feature_fn(restored)
   dataset = input_pipeline.create_split(data_cfg, split, train=False, batch_size=cfg.batch_size)
   feats, labels, images = [], [], []

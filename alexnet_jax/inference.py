@@ -440,6 +440,7 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   data_cfg = cfg.data.copy_and_resolve_references()
   if data_dir:
     data_cfg.data_dir = data_dir
+  check_data_classes(restored, data_cfg)
   num = input_pipeline.num_examples(data_cfg, split)
   dataset = input_pipeline.create_split(data_cfg, split, train=False, batch_size=cfg.batch_size,
                                         ten_crop=ten_crop)
@@ -486,6 +487,22 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
 
 def _file_safe(text: str) -> str:
   return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def check_data_classes(restored: Restored, data_cfg) -> None:
+  """ValueError when a dataset's classes are not the ones the checkpoint was trained on
+  (the same names in the same order), so that labels mean the same thing."""
+  names = input_pipeline.class_names(data_cfg)
+  if names == list(restored.class_names):
+    return
+  missing = [c for c in restored.class_names if c not in names]
+  extra = [c for c in names if c not in restored.class_names]
+  detail = "; ".join(part for part in (
+      missing and f"missing {', '.join(missing[:5])}", extra and f"not trained on "
+      f"{', '.join(extra[:5])}") if part) or "the same names in another order"
+  where = data_cfg.data_dir if data_cfg.name == "folder" else data_cfg.name
+  raise ValueError(f"{where} has {len(names)} classes but checkpoint {restored.step} of "
+                   f"{restored.workdir} was trained on {len(restored.class_names)}: {detail}")
 
 
 def report_path(workdir: str, data: dict, split: str, step: int, ten_crop: bool) -> str:

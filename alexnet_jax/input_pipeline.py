@@ -375,6 +375,39 @@ def class_names(data_cfg) -> list[str]:
   return list(_tfds_builder(data_cfg).info.features["label"].names)
 
 
+def _listed(names) -> str:
+  names = list(names)
+  return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+
+def check_classes(data_cfg, num_classes: int) -> list[str]:
+  """The dataset's classes against the model's `num_classes`, and the evaluation split's
+  against the training split's; returns the class names. Raises ValueError naming the
+  folders involved: a class with no training images (an empty folder would shift every
+  label after it), more or fewer classes than outputs, an unusable `eval_split`, or
+  evaluation classes that training never sees."""
+  names = class_names(data_cfg)
+  where = (f"data.data_dir {data_cfg.data_dir!r}" if data_cfg.name == "folder"
+           else f"tfds dataset {data_cfg.name!r}")
+  if data_cfg.name == "folder":
+    seen = {}
+    for role, split in (("training", data_cfg.train_split), ("evaluation", data_cfg.eval_split)):
+      seen[role] = {names[i] for i in set(_folder_examples(data_cfg, split)[1])}
+    empty = [c for c in names if c not in seen["training"]]
+    if empty:
+      raise ValueError(f"{where}: class folder(s) with no images in training split "
+                       f"{data_cfg.train_split!r}: {_listed(empty)}")
+  else:
+    builder = _tfds_builder(data_cfg)
+    for split in (data_cfg.train_split, data_cfg.eval_split):
+      _tfds_num_examples(builder, split)
+  if len(names) != num_classes:
+    raise ValueError(f"{where} has {len(names)} classes ({_listed(names)}) but "
+                     f"model.num_classes is {num_classes}; set "
+                     f"--config.model.num_classes={len(names)}")
+  return names
+
+
 def prepare(cfg, workdir: str):
   """Makes `cfg.data` point at data that exists, and returns a resolved copy of `cfg`.
 

@@ -6,6 +6,7 @@ function with a loop and side effects (input, logs, checkpoints).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -24,6 +25,7 @@ from flax import struct
 from flax.metrics import tensorboard
 
 from alexnet_jax import checkpoint, input_pipeline, models, sharding
+from alexnet_jax import workdir as workdir_lib
 
 
 @struct.dataclass
@@ -233,16 +235,26 @@ class LossIsNotFinite(RuntimeError):
 
 
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from the latest checkpoint in `workdir`) and returns final metrics."""
+  """Trains (resuming from the latest checkpoint in `workdir`) and returns final metrics.
+
+  Process 0 holds the workdir's lock meanwhile: a second trainer on it stops at once.
+  """
   workdir = os.path.abspath(workdir)
   validate(cfg)   # configuration errors first, before any data is read or code compiled
+  os.makedirs(workdir, exist_ok=True)
+  with (workdir_lib.lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()):
+    return _train_and_evaluate(cfg, workdir)
+
+
+def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   cfg = input_pipeline.prepare(cfg, workdir)   # resolves generated datasets' locations
+  # The data's classes against the model and each other, before anything compiles.
+  input_pipeline.check_classes(cfg.data, cfg.model.num_classes)
   n_train = input_pipeline.num_examples(cfg.data, cfg.data.train_split)
   steps_per_epoch = max(1, n_train // cfg.batch_size)
   trainer = Trainer(cfg, steps_per_epoch)
   total_steps = num_train_steps(cfg, steps_per_epoch)
   is_chief = jax.process_index() == 0
-  os.makedirs(workdir, exist_ok=True)
   if is_chief:
     write_run_info(cfg, workdir)
   writer = tensorboard.SummaryWriter(workdir) if is_chief else None

@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import cli, distributed, train
+from alexnet_jax import cli, distributed, train, workdir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -39,7 +39,7 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except (ValueError, OSError, train.LossIsNotFinite) as e:
+  except (ValueError, OSError, train.LossIsNotFinite, workdir.WorkdirBusy) as e:
     cli.fail(e)
 
 

@@ -108,3 +108,54 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
   assert not partial.exists()
   final = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
   assert final[-1] == complete[-1] + 5
+
+
+def _copy_of(shapes_dir, tmp_path):
+  import shutil
+  root = tmp_path / "data"
+  shutil.copytree(shapes_dir, root)
+  return root
+
+
+@pytest.mark.parametrize("change,message", [
+    ("num_classes=3", r"has 4 classes \(checker, circle, hstripes, vstripes\) but "
+                      r"model.num_classes is 3; set --config.model.num_classes=4"),
+    ("num_classes=5", "has 4 classes .* but model.num_classes is 5"),
+    ("empty class in the middle", "class folder.* with no images in training split 'train': "
+                                  "dog"),
+    ("eval_split=validation", "split 'validation' not usable"),
+])
+def test_classes_and_splits_are_checked_before_training(shapes_dir, tmp_path, change, message):
+  root = _copy_of(shapes_dir, tmp_path)
+  cfg = with_data(tiny_config(), str(root))
+  if change.startswith("num_classes"):
+    cfg.model.num_classes = int(change.split("=")[1])
+  elif change.startswith("eval_split"):
+    cfg.data.eval_split = change.split("=")[1]
+  else:
+    os.makedirs(root / "train" / "dog")       # sorts between circle and hstripes
+    cfg.model.num_classes = 5
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(cfg, str(tmp_path / "run"))
+  assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_a_busy_workdir_is_refused_and_a_dead_trainers_lock_is_taken_over(shapes_dir,
+                                                                          tmp_path):
+  import socket
+  from alexnet_jax import workdir
+  cfg = with_data(tiny_config(num_train_steps=2, checkpoint_every_steps=2,
+                              eval_every_steps=1000), shapes_dir)
+  run = tmp_path / "run"
+  os.makedirs(run)
+  (run / "LOCK").write_text(f"{socket.gethostname()} {os.getpid()}\n")   # alive: this one
+  with pytest.raises(workdir.WorkdirBusy,
+                     match=f"in use by process {os.getpid()} on host {socket.gethostname()}"):
+    train.train_and_evaluate(cfg, str(run))
+  assert not os.path.exists(run / "checkpoints")
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  (run / "LOCK").write_text(f"{socket.gethostname()} {dead.pid}\n")     # killed, never released
+  train.train_and_evaluate(cfg, str(run))
+  assert os.listdir(run / "checkpoints") == ["2"]
+  assert not os.path.exists(run / "LOCK")                                # released at the end

@@ -361,3 +361,16 @@ def test_inference_uses_the_input_scale_the_checkpoint_was_trained_with(run, tmp
   x = inference.preprocess(image, r.cfg.data)
   want = (200 / 255 - np.array(r.cfg.data.mean)) * (255 if saved else 1 / np.array(r.cfg.data.std))
   np.testing.assert_allclose(x[0, 0], want, rtol=1e-5)
+
+
+def test_evaluate_refuses_a_folder_whose_classes_differ_from_the_run(restored, data_dir,
+                                                                     tmp_path):
+  nine = tmp_path / "three_classes"
+  shutil.copytree(data_dir, nine)
+  for split in ("train", "test"):
+    shutil.rmtree(nine / split / "hstripes")
+  with pytest.raises(ValueError, match="has 3 classes but checkpoint .* trained on 4: "
+                                       "missing hstripes"):
+    inference.evaluate(restored, "test", data_dir=str(nine))
+  with pytest.raises(ValueError, match="missing hstripes"):
+    features.extract(restored, "test", data_dir=str(nine))
