@@ -284,16 +284,29 @@ def _shrink(image: np.ndarray, target: int) -> np.ndarray:
   return np.asarray(Image.fromarray(image).reduce(factor))
 
 
+def printable(path: str) -> str:
+  """A file name as text, whatever bytes it holds (undecodable ones shown as U+FFFD)."""
+  return os.fsencode(path).decode("utf-8", "replace")
+
+
 def load_image(path: str, target: int) -> np.ndarray:
   """uint8 [H, W, 3] from an image file; `target` is the size the shorter side will be
   resized to (huge images are shrunk towards it while decoding). Raises ImageError."""
+  name = printable(path)
   try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      data = f.read()
-  except tf.errors.NotFoundError:
-    raise ImageError(f"{path}: no such file") from None
+    if "://" in path:   # gs://, s3://, ...: TF's file systems
+      with tf.io.gfile.GFile(path, "rb") as f:
+        data = f.read()
+    else:               # any local name, including bytes that are not UTF-8
+      with open(path, "rb") as f:
+        data = f.read()
+  except (tf.errors.NotFoundError, FileNotFoundError):
+    raise ImageError(f"{name}: no such file") from None
+  except IsADirectoryError:
+    raise ImageError(f"{name}: is a folder, not an image file") from None
   except (tf.errors.OpError, OSError) as e:
-    raise ImageError(f"{path}: cannot read: {getattr(e, 'message', e)}") from None
+    raise ImageError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
+  path = name
   if not data:
     raise ImageError(f"{path}: empty file")
   try:
@@ -321,10 +334,8 @@ def load_image(path: str, target: int) -> np.ndarray:
     else:
       with Image.open(io.BytesIO(data)) as im:
         image = np.asarray(im.convert("RGB"))
-  except (tf.errors.OpError, OSError, ValueError) as e:
-    message = str(getattr(e, "message", e)).strip().splitlines()
-    raise ImageError(f"{path}: cannot decode {fmt}: {message[0] if message else type(e).__name__}"
-                     ) from None
+  except (tf.errors.OpError, OSError, ValueError):
+    raise ImageError(f"{path}: cannot decode {fmt}: the image data is corrupt") from None
   return _shrink(image, target)
 
 

@@ -7,6 +7,7 @@ A file that is missing or not a usable image gets a one-line error on stderr; th
 files are still predicted, and the exit status is 1 if any failed.
 """
 import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -25,6 +26,13 @@ def main(argv):
   paths = argv[1:]
   if not paths:
     raise app.UsageError("give one or more image files after the flags")
+  if _TOP.value < 1:
+    cli.fail(ValueError(f"--top must be at least 1, got {_TOP.value}"))
+  if _JSON.value:   # before any work, so that nothing computed is lost for want of a folder
+    try:
+      os.makedirs(os.path.dirname(os.path.abspath(_JSON.value)), exist_ok=True)
+    except OSError as e:
+      cli.fail(ValueError(f"--json {_JSON.value}: cannot create its folder: {e.strerror}"))
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)   # keep orbax's restore chatter off the terminal
   try:
@@ -36,7 +44,7 @@ def main(argv):
     if "error" in r:
       print(f"error: {r['error']}", file=sys.stderr)
       continue
-    print(r["image"])
+    print(inference.printable(r["image"]))
     for rank, t in enumerate(r["top"], 1):
       label = t["name"] if t["name"] == t["class"] else f"{t['name']} ({t['class']})"
       print(f"  {rank}. {t['probability']:7.2%}  {label}")

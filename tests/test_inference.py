@@ -374,3 +374,26 @@ def test_evaluate_refuses_a_folder_whose_classes_differ_from_the_run(restored, d
     inference.evaluate(restored, "test", data_dir=str(nine))
   with pytest.raises(ValueError, match="missing hstripes"):
     features.extract(restored, "test", data_dir=str(nine))
+
+
+def test_predict_takes_any_file_name_makes_the_json_folder_and_checks_top(run, images,
+                                                                          tmp_path):
+  odd = os.fsdecode(os.path.join(os.fsencode(str(tmp_path)), b"caf\xe9\xff.jpg"))  # not UTF-8
+  shutil.copy(images["good"], odd)
+  corrupt = tmp_path / "corrupt.jpg"
+  data = bytearray(open(images["good"], "rb").read())
+  huffman = data.find(b"\xff\xc4") + 5
+  data[huffman:huffman + 25] = b"\xee" * 25                  # a bogus Huffman table
+  corrupt.write_bytes(bytes(data))
+  out = tmp_path / "new" / "folder" / "out.json"
+  p = launch("launch.predict", f"--workdir={run}", f"--json={out}", odd, images["good"])
+  assert p.returncode == 0, p.stderr
+  assert p.stdout.count("  1. ") == 2
+  assert [r["image"] for r in json.loads(out.read_text())["results"]] == [odd, images["good"]]
+  for top in ("0", "-1"):
+    p = launch("launch.predict", f"--workdir={run}", f"--top={top}", images["good"])
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1] == (
+        f"error: --top must be at least 1, got {top}")
+  with pytest.raises(inference.ImageError) as e:
+    inference.load_image(str(corrupt), 72)
+  assert str(e.value) == f"{corrupt}: cannot decode JPEG: the image data is corrupt"
