@@ -285,11 +285,14 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         cfg.data, cfg.data.eval_split, train=False, batch_size=local_batch,
         process_index=jax.process_index(), process_count=jax.process_count())
 
+  def errors(metrics):   # top-5 error says something only with more than 5 classes
+    top5 = (f" top-5 error {metrics['top5_error']:.4f}" if cfg.model.num_classes > 5 else "")
+    return f"loss {metrics['loss']:.4f} top-1 error {metrics['top1_error']:.4f}{top5}"
+
   def run_eval(step, keep=True):
     t = time.perf_counter()
     metrics = trainer.evaluate(state.params, eval_dataset(), cfg.eval_batches)
-    logging.info("step %d eval: loss %.4f top-1 error %.4f top-5 error %.4f (%.1fs)", step,
-                 metrics["loss"], metrics["top1_error"], metrics["top5_error"],
+    logging.info("step %d eval: %s (%.1fs)", step, errors(metrics),
                  time.perf_counter() - t)
     if keep:
       record(step, {f"eval_{k}": v for k, v in metrics.items()})
@@ -327,10 +330,8 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
       dt = time.perf_counter() - t0
       rate = (done - window_start) * cfg.batch_size / dt
       eta = (total_steps - done) * cfg.batch_size / rate
-      logging.info("step %d/%d: loss %.4f top-1 error %.4f top-5 error %.4f lr %.3g | "
-                   "%.1f images/s, %s left", done, total_steps, metrics["loss"],
-                   metrics["top1_error"], metrics["top5_error"], lr, rate,
-                   time.strftime("%H:%M:%S", time.gmtime(eta)))
+      logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, total_steps,
+                   errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
       record(done, {**{f"train_{k}": v for k, v in metrics.items()},
                     "learning_rate": lr, "images_per_second": rate})
       sums, t0, window_start = None, time.perf_counter(), done

@@ -39,8 +39,10 @@ def main(argv):
   for kind in ("single_crop", "ten_crop"):
     if kind in report:
       m = report[kind]
-      print(f"{kind.replace('_', '-')}: top-1 error {m['top1_error']:.4f}  "
-            f"top-5 error {m['top5_error']:.4f}  loss {m['loss']:.4f}")
+      top5 = (f"top-5 error {m['top5_error']:.4f}  "
+              if restored.cfg.model.num_classes > 5 else "")
+      print(f"{kind.replace('_', '-')}: top-1 error {m['top1_error']:.4f}  {top5}"
+            f"loss {m['loss']:.4f}")
   print(f"{report['examples']} examples of {split}, checkpoint {report['step']}, "
         f"{report['images_per_second']:.1f} images/s; report: {path}")
 

@@ -104,11 +104,15 @@ def test_train_step_compiles_once(shapes_dir):
   assert trainer.train_step._cache_size() == 1
 
 
-def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_path):
+def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_path, caplog):
   cfg = with_data(tiny_config(num_train_steps=60, eval_every_steps=60, eval_batches=-1,
                               checkpoint_every_steps=30, log_every_steps=10), shapes_dir)
   cfg.model.dropout = 0.0
-  final = train.train_and_evaluate(cfg, str(tmp_path))
+  with caplog.at_level("INFO"):
+    final = train.train_and_evaluate(cfg, str(tmp_path))
+  lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+  assert len(lines) == 7 and "images/s" in lines[0] and " left" in lines[0], lines
+  assert not any("top-5" in line for line in lines)   # 4 classes: top-5 error is always 0
   records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   losses = [r["train_loss"] for r in records if "train_loss" in r]
   assert losses[-1] < 0.8 * losses[0], losses
