@@ -384,16 +384,15 @@ def check_classes(data_cfg, num_classes: int) -> list[str]:
   """The dataset's classes against the model's `num_classes`, and the evaluation split's
   against the training split's; returns the class names. Raises ValueError naming the
   folders involved: a class with no training images (an empty folder would shift every
-  label after it), more or fewer classes than outputs, an unusable `eval_split`, or
-  evaluation classes that training never sees."""
+  label after it, and an evaluation-only class is one too), more or fewer classes than
+  outputs, or an unusable `eval_split`."""
   names = class_names(data_cfg)
   where = (f"data.data_dir {data_cfg.data_dir!r}" if data_cfg.name == "folder"
            else f"tfds dataset {data_cfg.name!r}")
   if data_cfg.name == "folder":
-    seen = {}
-    for role, split in (("training", data_cfg.train_split), ("evaluation", data_cfg.eval_split)):
-      seen[role] = {names[i] for i in set(_folder_examples(data_cfg, split)[1])}
-    empty = [c for c in names if c not in seen["training"]]
+    _folder_examples(data_cfg, data_cfg.eval_split)   # a clear error for a bad split
+    trained = set(_folder_examples(data_cfg, data_cfg.train_split)[1])
+    empty = [c for i, c in enumerate(names) if i not in trained]
     if empty:
       raise ValueError(f"{where}: class folder(s) with no images in training split "
                        f"{data_cfg.train_split!r}: {_listed(empty)}")
