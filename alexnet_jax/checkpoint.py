@@ -2,7 +2,8 @@
 
 `<workdir>/checkpoints/<step>/` holds `state` (params, optimiser state, step; restored onto
 whatever shardings the caller asks for, so a checkpoint from any mesh restores on any other)
-and `meta` (the plateau schedule's best validation error and count of bad evaluations). Orbax writes each step
+`meta` (the plateau schedule's best validation error and count of bad evaluations) and
+`data` (the input pipeline's position: grain's iterator state, one file per process). Orbax writes each step
 into a temporary directory and renames it when complete, so a crash mid-save never leaves a
 checkpoint that restores half-written; `latest_step` only sees finished ones.
 Kept: the newest `keep` checkpoints and the one with the lowest validation top-1 error.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -36,16 +38,18 @@ def create_manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.
       cleanup_tmp_directories=not read_only,   # saves a crash interrupted
       enable_async_checkpointing=False)
   return ocp.CheckpointManager(checkpoint_dir(workdir), options=options,
-                               item_names=("state", "meta"))
+                               item_names=("state", "meta", "data"))
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict,
-         metrics: dict | None = None) -> None:
-  """Writes step `step`; raises OSError with the directory named if it cannot."""
+         metrics: dict | None = None, data: Any = None) -> None:
+  """Writes step `step` (with `data`, the training batches' iterator, when given); raises
+  OSError with the directory named if it cannot."""
+  items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
+  if data is not None:
+    items["data"] = grain.checkpoint.CheckpointSave(data)
   try:
-    manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                               meta=ocp.args.JsonSave(meta)),
-                 metrics=metrics, force=True)
+    manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     manager.wait_until_finished()
   except Exception as e:  # orbax wraps I/O errors in several types
     raise OSError(f"could not write checkpoint {step} in {manager.directory}: {e}") from e
@@ -55,11 +59,18 @@ def best_step(manager: ocp.CheckpointManager) -> int | None:
   return manager.best_step()
 
 
-def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> tuple[Any, dict]:
-  """State laid out as `abstract_state` (ShapeDtypeStructs with shardings), and the meta."""
+def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any, data: Any = None
+            ) -> tuple[Any, dict]:
+  """State laid out as `abstract_state` (ShapeDtypeStructs with shardings), and the meta;
+  `data`, the training batches' iterator, is set to where the checkpoint left it."""
+  items = {"state": ocp.args.StandardRestore(abstract_state), "meta": ocp.args.JsonRestore()}
+  if data is not None:
+    if not os.path.isdir(os.path.join(manager.directory, str(step), "data")):
+      raise ValueError(f"checkpoint {step} in {manager.directory} has no input pipeline state "
+                       "(an older version wrote it); use a new workdir")
+    items["data"] = grain.checkpoint.CheckpointRestore(data)
   try:
-    out = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+    out = manager.restore(step, args=ocp.args.Composite(**items))
   except ValueError as e:
     raise ValueError(
         f"checkpoint {step} in {manager.directory} does not fit this configuration (a "

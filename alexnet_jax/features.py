@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from alexnet_jax import input_pipeline, models
+from alexnet_jax import augment, loader, models
 from alexnet_jax.inference import Restored, check_data_classes, readable_names
 
 
@@ -35,7 +35,8 @@ def feature_layer(model_cfg) -> str:
 
 
 def make_feature_fn(restored: Restored):
-  """jit `(params, images [B, S, S, 3]) -> features [B, D]` on the restored mesh.
+  """jit `(params, uint8 squares [B, R, R, 3]) -> features [B, D]` of their centre crops,
+  on the restored mesh.
 
   The plain model (towers as grouped convolutions) under jit: XLA splits it over the mesh
   as the parameters' shardings ask, so the sown activations come back whole.
@@ -44,14 +45,13 @@ def make_feature_fn(restored: Restored):
   model = models.create_model(cfg.model, cfg.data.image_size)
   name = feature_layer(cfg.model)
 
-  def features(params, images):
+  def features(params, squares):
+    images = augment.eval_images(squares, cfg.data)
     _, state = model.apply({"params": params}, images, mutable=["intermediates"])
     x = state["intermediates"][name][0]
     return x.reshape(x.shape[0], -1).astype(np.float32)
 
-  trainer = restored.trainer
-  return jax.jit(features, in_shardings=(trainer.state_shardings.params, trainer.batch_sharding),
-                 out_shardings=trainer.batch_sharding)
+  return jax.jit(features, out_shardings=restored.batch_sharding)
 
 
 def extract(restored: Restored, split: str, *, data_dir: str | None = None,
@@ -67,12 +67,11 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
     data_cfg.data_dir = data_dir
   check_data_classes(restored, data_cfg)
   fn = make_feature_fn(restored)
-  dataset = input_pipeline.create_split(data_cfg, split, train=False, batch_size=cfg.batch_size)
   feats, labels, images = [], [], []
   kept, t0 = 0, time.perf_counter()
-  for i, batch in enumerate(dataset.as_numpy_iterator()):
+  for i, batch in enumerate(loader.eval_batches(data_cfg, split, cfg.batch_size)):
     real = batch["mask"] > 0
-    images_in = restored.trainer.device_batch({"image": batch["image"]})["image"]
+    images_in = restored.put({"image": batch["image"]})["image"]
     out = np.asarray(jax.device_get(fn(restored.params, images_in)))
     feats.append(out[real])
     labels.append(batch["label"][real])
@@ -91,33 +90,22 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
           "layer": feature_layer(cfg.model)}
 
 
-def to_uint8(images: np.ndarray, data_cfg) -> np.ndarray:
-  """Model inputs -> uint8 RGB for display (undoes the input scaling)."""
-  return input_pipeline.from_model_input(images, data_cfg)
+def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:
+  """uint8 §2 squares -> their uint8 centre crops, as the model sees them, for display."""
+  return np.asarray(augment.from_model_input(augment.eval_images(squares, data_cfg), data_cfg))
 
 
 def images_at(data_cfg, split: str, indices: Sequence[int], batch_size: int) -> np.ndarray:
-  """uint8 centre crops of the examples at `indices` of `split` (evaluation order), in the
-  order given; reads the split only as far as the largest index."""
-  wanted = set(int(i) for i in indices)
-  found, position = {}, 0
-  if not wanted:
-    size = int(data_cfg.image_size)
+  """uint8 centre crops of the examples at `indices` of `split`, in the order given."""
+  del batch_size   # prepared splits are read by index
+  source = loader.Split(data_cfg.data_dir, split)
+  size = int(data_cfg.image_size)
+  bad = [int(i) for i in indices if not 0 <= int(i) < len(source)]
+  if bad:
+    raise ValueError(f"split {split!r} has no examples at {bad[:5]}")
+  if not len(indices):
     return np.zeros((0, size, size, 3), np.uint8)
-  last = max(wanted)
-  for batch in input_pipeline.create_split(data_cfg, split, train=False,
-                                           batch_size=batch_size).as_numpy_iterator():
-    for image, mask in zip(batch["image"], batch["mask"]):
-      if mask > 0:
-        if position in wanted:
-          found[position] = to_uint8(image, data_cfg)
-        position += 1
-    if position > last:
-      break
-  missing = wanted - set(found)
-  if missing:
-    raise ValueError(f"split {split!r} has no examples at {sorted(missing)[:5]}")
-  return np.stack([found[int(i)] for i in indices])
+  return to_uint8(np.stack([source[int(i)]["image"] for i in indices]), data_cfg)
 
 
 def nearest(queries: np.ndarray, database: np.ndarray, n: int

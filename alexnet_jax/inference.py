@@ -6,16 +6,15 @@ this process's devices, whatever mesh trained it: the parameter layout on disk i
 for every mesh (see sharding.py), so only the target shardings change. Only the parameters
 are read, not the optimiser state.
 
-Predictions use the evaluation preprocessing of the input pipeline: the shorter side resized
-to max(resize_size, image_size), then the centre crop, or the ten crops of §4.1 (corners and
-centre, each also flipped) whose softmax outputs are averaged.
+Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
+(shorter side to max(resize_size, image_size), central crop; prepare.square), then on the
+device the centre crop, or the ten crops of §4.1 (corners and centre, each also flipped)
+whose softmax outputs are averaged (augment.eval_images).
 
-Images from files: JPEG, PNG, GIF and BMP are decoded as the input pipeline decodes them
-(other formats that PIL reads are decoded by PIL); grey and RGBA images become RGB. An image
-with more than `MAX_PIXELS` pixels is refused. One whose shorter side is over four times
-the evaluation resize is shrunk while decoding (JPEG DCT scaling) or by box averaging to
-at least twice that size first, so that an 8000x8000 photo needs no gigabytes; smaller
-images go through exactly the evaluation pipeline's steps.
+Images from files: anything PIL reads; grey, palette and RGBA images become RGB. An image
+with more than `MAX_PIXELS` pixels is refused. A JPEG whose shorter side is over twice the
+square is decoded at a reduced scale (DCT scaling), so that an 8000x8000 photo needs no
+gigabytes.
 """
 from __future__ import annotations
 
@@ -35,32 +34,39 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import tensorflow as tf
-import tensorflow_datasets as tfds
 from absl import logging
 from etils import epath
 from flax import traverse_util
-from PIL import Image
+from PIL import Image, ImageFile
 
-from alexnet_jax import checkpoint, input_pipeline, sharding, train
+from alexnet_jax import (augment, checkpoint, evaluation, loader, models, prepare,
+                         sharding)
 
 MAX_PIXELS = 100_000_000   # 100 megapixels, e.g. 10000x10000; larger images are refused
-CENTRE_CROP = 4            # the centre crop's index in input_pipeline.ten_crop's order
 _SYNSET = re.compile(r"n\d{8}")
 
 
 # ------------------------------------------------------------------------------ restoring
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)   # hashed by identity (_predict_fn's cache)
 class Restored:
   """A checkpoint's parameters on this process's devices, with what is needed to use them."""
   workdir: str
   step: int
   cfg: ml_collections.ConfigDict   # run.json's config, mesh and batch size set for here
-  params: Any                      # sharded like `trainer.state_shardings.params`
+  params: Any                      # sharded over the mesh as training shards them
   class_names: list[str]           # in label order
-  trainer: train.Trainer           # mesh, apply_fn, batch sharding
+  mesh: jax.sharding.Mesh
+  apply_fn: Any                    # sharding.make_apply_fn's (params, images, rng) -> logits
+  evaluator: evaluation.Evaluator
   revision: str                    # the code revision that trained it
+
+  @property
+  def batch_sharding(self):
+    return sharding.batch_sharding(self.mesh)
+
+  def put(self, batch: dict) -> dict:
+    return sharding.put_batch(self.batch_sharding, batch)
 
 
 def _tuples(tree):
@@ -183,9 +189,7 @@ def local_config(cfg: ml_collections.ConfigDict, num_devices: int,
   cfg = cfg.copy_and_resolve_references()
   cfg.mesh_shape = tuple(mesh_shape)
   wanted = int(batch_size or cfg.batch_size)
-  probe = cfg.copy_and_resolve_references()
-  probe.batch_size = 0   # divisible by anything: only the mesh's shape is wanted here
-  data, _ = sharding.mesh_shape(probe, num_devices)
+  data, _ = sharding.mesh_shape(cfg, num_devices)
   cfg.batch_size = max(1, math.ceil(wanted / data)) * data
   return cfg
 
@@ -216,8 +220,13 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   # Runs written before data.input_scale existed were trained on standardised inputs.
   saved.get("data", {}).setdefault("input_scale", "standardized")
   cfg = local_config(ml_collections.ConfigDict(saved), len(devices), mesh_shape, batch_size)
-  trainer = train.Trainer(cfg, devices=devices)
-  abstract = trainer.abstract_state.params
+  mesh = sharding.make_mesh(cfg, devices)
+  size = cfg.data.image_size
+  model = models.create_model(cfg.model, size)   # the parameters' shapes; no optimiser
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
+                                             jnp.zeros((1, size, size, 3)))["params"])
+  param_shardings = sharding.param_shardings(mesh, shapes)
+  abstract = checkpoint.abstract(shapes, param_shardings)
   expected = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(abstract, sep="/").items()}
   check_param_shapes(_saved_param_shapes(manager, step), expected,
                      f"checkpoint {step} in {manager.directory}")
@@ -230,10 +239,14 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
     logging.warning("run.json has %d class names for %d classes: using class numbers",
                     len(names), cfg.model.num_classes)
     names = [str(i) for i in range(cfg.model.num_classes)]
-  logging.info("restored checkpoint %d of %s on mesh %s", step, workdir,
-               dict(trainer.mesh.shape))
-  return Restored(workdir, step, cfg, out["state"]["params"], names, trainer,
-                  str(info.get("revision", "unknown")))
+  logging.info("restored checkpoint %d of %s on mesh %s", step, workdir, dict(mesh.shape))
+  apply_fn = sharding.make_apply_fn(cfg.model, size, mesh)
+  batch_sharding = sharding.batch_sharding(mesh)
+  evaluator = evaluation.Evaluator(apply_fn, cfg.data, param_shardings, batch_sharding,
+                                   sharding.replicated(mesh),
+                                   functools.partial(sharding.put_batch, batch_sharding))
+  return Restored(workdir, step, cfg, out["state"]["params"], names, mesh, apply_fn,
+                  evaluator, str(info.get("revision", "unknown")))
 
 
 # ---------------------------------------------------------------------------- class names
@@ -244,6 +257,7 @@ def _imagenet_names() -> dict[str, str]:
   that the installed tensorflow_datasets ships: the imagenet2012 builder's synset list and
   SI-Score's list of the names in the same (sorted-synset) order. Empty if either is gone."""
   try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
     synsets = tfds.core.tfds_path("datasets/imagenet2012/labels.txt").read_text().split()
     from tensorflow_datasets.datasets.siscore import labels  # pylint: disable=g-import-not-at-top
     names = list(labels.IMAGENET_LABELS_LIST)
@@ -266,128 +280,97 @@ class ImageError(ValueError):
   """A file that is not a usable image; the message names the file."""
 
 
-def _truncated(data: bytes) -> bool:
-  """JPEG without its end-of-image marker, or PNG without IEND, near the end (as the input
-  pipeline checks: byte stuffing keeps FFD9 out of a truncated scan)."""
-  if data[:3] == b"\xff\xd8\xff":
-    return b"\xff\xd9" not in data[-64:]
-  if data[:8] == b"\x89PNG\r\n\x1a\n":
-    return b"IEND" not in data[-64:]
-  return False
-
-
-def _shrink(image: np.ndarray, target: int) -> np.ndarray:
-  """Box-average by an integer factor while the shorter side stays >= 2 * target."""
-  factor = min(image.shape[:2]) // (2 * target)
-  if factor < 2:
-    return image
-  return np.asarray(Image.fromarray(image).reduce(factor))
-
-
 def printable(path: str) -> str:
   """A file name as text, whatever bytes it holds (undecodable ones shown as U+FFFD)."""
   return os.fsencode(path).decode("utf-8", "replace")
 
 
-def load_image(path: str, target: int) -> np.ndarray:
-  """uint8 [H, W, 3] from an image file; `target` is the size the shorter side will be
-  resized to (huge images are shrunk towards it while decoding). Raises ImageError."""
-  name = printable(path)
+def _read(path: str, name: str) -> bytes:
   try:
-    if "://" in path:   # gs://, s3://, ...: TF's file systems
-      with tf.io.gfile.GFile(path, "rb") as f:
-        data = f.read()
-    else:               # any local name, including bytes that are not UTF-8
-      with open(path, "rb") as f:
-        data = f.read()
-  except (tf.errors.NotFoundError, FileNotFoundError):
+    if "://" in path:   # gs://, s3://, ...: etils' file systems
+      return epath.Path(path).read_bytes()
+    with open(path, "rb") as f:   # any local name, including bytes that are not UTF-8
+      return f.read()
+  except FileNotFoundError:
     raise ImageError(f"{name}: no such file") from None
   except IsADirectoryError:
     raise ImageError(f"{name}: is a folder, not an image file") from None
-  except (tf.errors.OpError, OSError) as e:
-    raise ImageError(f"{name}: cannot read: {getattr(e, 'strerror', None) or e}") from None
-  path = name
+  except OSError as e:
+    raise ImageError(f"{name}: cannot read: {e.strerror or e}") from None
+
+
+def load_image(path: str, target: int) -> np.ndarray:
+  """uint8 [target, target, 3]: an image file as the §2 square that training saw (the
+  shorter side to `target`, the central crop). Raises ImageError naming the file."""
+  name = printable(path)
+  data = _read(path, name)
   if not data:
-    raise ImageError(f"{path}: empty file")
+    raise ImageError(f"{name}: empty file")
   try:
     with warnings.catch_warnings():
       warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-      with Image.open(io.BytesIO(data)) as im:   # reads the header only
-        fmt, (width, height) = im.format, im.size
+      im = Image.open(io.BytesIO(data))   # reads the header only
   except Image.DecompressionBombError:
-    raise ImageError(f"{path}: more than {MAX_PIXELS:,} pixels, the limit") from None
+    raise ImageError(f"{name}: more than {MAX_PIXELS:,} pixels, the limit") from None
   except Exception:  # pylint: disable=broad-except  # PIL raises several types on junk
-    raise ImageError(f"{path}: not an image file (not a format that PIL or TF can read)"
-                     ) from None
-  if width * height > MAX_PIXELS:
-    raise ImageError(f"{path}: {width}x{height} is {width * height:,} pixels, more than the "
-                     f"limit of {MAX_PIXELS:,}")
-  if _truncated(data):
-    raise ImageError(f"{path}: truncated {fmt} file (its end-of-image marker is missing)")
-  # JPEG: libjpeg scales huge images down by 2, 4 or 8 while decoding.
-  ratio = max(r for r in (1, 2, 4, 8) if r == 1 or min(width, height) // r >= 2 * target)
-  try:
-    if data[:3] == b"\xff\xd8\xff":
-      image = tf.io.decode_jpeg(data, channels=3, ratio=ratio, dct_method="INTEGER_FAST").numpy()
-    elif fmt in ("PNG", "GIF", "BMP"):
-      image = input_pipeline.decode_image(data).numpy()
-    else:
-      with Image.open(io.BytesIO(data)) as im:
-        image = np.asarray(im.convert("RGB"))
-  except (tf.errors.OpError, OSError, ValueError):
-    raise ImageError(f"{path}: cannot decode {fmt}: the image data is corrupt") from None
-  return _shrink(image, target)
+    raise ImageError(f"{name}: not an image file (not a format that PIL can read)") from None
+  with im:
+    fmt, (width, height) = im.format, im.size
+    if width * height > MAX_PIXELS:
+      raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, more than the "
+                       f"limit of {MAX_PIXELS:,}")
+    if fmt == "JPEG":   # libjpeg scales down by 2, 4 or 8 while decoding, to >= 2 * target
+      im.draft("RGB", (2 * target * width // min(width, height),
+                       2 * target * height // min(width, height)))
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+      im.load()
+    except OSError as e:
+      what = "truncated" if "truncated" in str(e) else "corrupt"
+      raise ImageError(f"{name}: cannot decode {fmt}: the file is {what}") from None
+    return np.asarray(prepare.square(prepare.to_rgb(im), target), np.uint8)
 
 
 def eval_size(data_cfg) -> int:
-  """The shorter side that evaluation resizes to."""
+  """The side of the square that evaluation crops from (§2)."""
   return max(int(data_cfg.resize_size), int(data_cfg.image_size))
-
-
-def preprocess(image: np.ndarray, data_cfg, ten_crop: bool = False) -> np.ndarray:
-  """uint8 [H, W, C] -> float32 [S, S, 3], or [10, S, S, 3] with ten_crop (§4.1)."""
-  fn = (input_pipeline.preprocess_eval_image_ten_crop if ten_crop
-        else input_pipeline.preprocess_eval_image)
-  return fn(tf.convert_to_tensor(image), data_cfg).numpy()
 
 
 # -------------------------------------------------------------------------- prediction
 
-def logits(restored: Restored, images: np.ndarray) -> np.ndarray:
-  """Normalised images [N, S, S, 3] -> logits [N, classes], in batches of cfg.batch_size
-  (the last padded to a multiple of the mesh's `data` axis)."""
-  images = np.asarray(images, np.float32)
-  data = restored.trainer.mesh.shape[sharding.DATA]
+def _probabilities(params, images, *, apply_fn, data_cfg, ten_crop: bool):
+  x = augment.eval_images(images, data_cfg, ten_crop=ten_crop)
+  if not ten_crop:
+    return jax.nn.softmax(apply_fn(params, x, None))
+  b, crops = x.shape[:2]
+  logits = apply_fn(params, x.reshape(b * crops, *x.shape[2:]), None).reshape(b, crops, -1)
+  return jnp.mean(jax.nn.softmax(logits), axis=1)   # §4.1: the crops' softmax, averaged
+
+
+def probabilities(restored: Restored, squares: np.ndarray, ten_crop: bool = False
+                  ) -> np.ndarray:
+  """uint8 §2 squares [N, R, R, 3] -> softmax [N, classes], the mean of the ten crops'
+  with ten_crop; in batches of cfg.batch_size (padded to the mesh's `data` axis)."""
+  fn = _predict_fn(restored, ten_crop)
+  data = restored.mesh.shape[sharding.DATA]
   batch = restored.cfg.batch_size
   out = []
-  for start in range(0, len(images), batch):
-    chunk = images[start:start + batch]
+  for start in range(0, len(squares), batch):
+    chunk = np.asarray(squares[start:start + batch], np.uint8)
     n = len(chunk)
     padded = math.ceil(n / data) * data
-    if padded > n:
-      chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), chunk.dtype)])
-    x = jax.device_put(chunk, restored.trainer.batch_sharding)
-    out.append(np.asarray(jax.device_get(restored.trainer.apply_fn(restored.params, x, None)))[:n])
+    chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), np.uint8)])
+    x = jax.device_put(chunk, restored.batch_sharding)
+    out.append(np.asarray(jax.device_get(fn(restored.params, x)))[:n])
   if not out:
     return np.zeros((0, restored.cfg.model.num_classes), np.float32)
   return np.concatenate(out)
 
 
-def softmax(x: np.ndarray) -> np.ndarray:
-  x = x - x.max(axis=-1, keepdims=True)
-  e = np.exp(x)
-  return e / e.sum(axis=-1, keepdims=True)
-
-
-def probabilities(restored: Restored, images: np.ndarray) -> np.ndarray:
-  """[N, S, S, 3] -> softmax [N, classes]; ten crops [N, 10, S, S, 3] -> the mean of the
-  crops' softmax outputs (§4.1)."""
-  images = np.asarray(images, np.float32)
-  if images.ndim == 5:
-    n, crops = images.shape[:2]
-    probs = softmax(logits(restored, images.reshape(n * crops, *images.shape[2:])))
-    return probs.reshape(n, crops, -1).mean(axis=1)
-  return softmax(logits(restored, images))
+@functools.lru_cache(maxsize=8)
+def _predict_fn(restored: Restored, ten_crop: bool):
+  return jax.jit(functools.partial(_probabilities, apply_fn=restored.apply_fn,
+                                   data_cfg=restored.cfg.data, ten_crop=ten_crop))
 
 
 def top_k(probs: np.ndarray, class_names: Sequence[str], k: int = 5) -> list[dict]:
@@ -410,11 +393,11 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
     chunk, ready = [], []
     for path in paths[start:start + batch]:
       try:
-        chunk.append(preprocess(load_image(path, target), data_cfg, ten_crop))
+        chunk.append(load_image(path, target))
         ready.append({"image": path})
       except ImageError as e:
         ready.append({"image": path, "error": str(e)})
-    probs = iter(probabilities(restored, np.stack(chunk)) if chunk else [])
+    probs = iter(probabilities(restored, np.stack(chunk), ten_crop) if chunk else [])
     for r in ready:
       if "error" not in r:
         r["top"] = top_k(next(probs), restored.class_names, k)
@@ -424,25 +407,9 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
 
 # -------------------------------------------------------------------------- evaluation
 
-def _eval_sums(params, batch: dict, *, apply_fn) -> dict:
-  """Metric sums of one batch: single crop, and with [B, 10, S, S, 3] also ten-crop (the
-  single crop is then the centre one, which equals the single-crop preprocessing)."""
-  images = batch["image"]
-  if images.ndim == 4:
-    return {"single_crop": train.metric_sums(apply_fn(params, images, None), batch["label"],
-                                             batch["mask"])}
-  b, crops = images.shape[:2]
-  out = apply_fn(params, images.reshape(b * crops, *images.shape[2:]), None).reshape(b, crops, -1)
-  # log(mean of the crops' probabilities), finite even where every crop's softmax underflows.
-  log_mean_probs = (jax.scipy.special.logsumexp(jax.nn.log_softmax(out), axis=1)
-                    - jnp.log(crops))
-  return {"single_crop": train.metric_sums(out[:, CENTRE_CROP], batch["label"], batch["mask"]),
-          "ten_crop": train.metric_sums(log_mean_probs, batch["label"], batch["mask"])}
-
-
 def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
              data_dir: str | None = None, log_every: int = 50) -> dict:
-  """Top-1/top-5 error (and loss) on a split of the run's dataset: a JSON-able report.
+  """Top-1/top-5 error (and loss) on a split of a prepared dataset: a JSON-able report.
 
   One pass: with ten_crop, the single-crop numbers come from the centre crop of the same
   batches. Logs progress every `log_every` batches.
@@ -452,48 +419,22 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   if data_dir:
     data_cfg.data_dir = data_dir
   check_data_classes(restored, data_cfg)
-  num = input_pipeline.num_examples(data_cfg, split)
-  dataset = input_pipeline.create_split(data_cfg, split, train=False, batch_size=cfg.batch_size,
-                                        ten_crop=ten_crop)
-  trainer = restored.trainer
-  step_fn = jax.jit(functools.partial(_eval_sums, apply_fn=trainer.apply_fn),
-                    in_shardings=(trainer.state_shardings.params, trainer.batch_sharding),
-                    out_shardings=sharding.replicated(trainer.mesh))
-  skipped = input_pipeline.skipped_count()
-  total_batches = math.ceil(num / cfg.batch_size)
+  num = loader.num_examples(data_cfg, split)
+  total = loader.num_eval_batches(num, cfg.batch_size)
   logging.info("evaluating checkpoint %d on %s (%d examples, %d batches of %d%s)",
-               restored.step, split, num, total_batches, cfg.batch_size,
+               restored.step, split, num, total, cfg.batch_size,
                ", ten crops" if ten_crop else "")
-  sums, seen = None, 0.0
-  t0 = window = time.perf_counter()
-  window_seen = 0.0
-  for i, batch in enumerate(dataset.as_numpy_iterator()):
-    out = step_fn(restored.params, trainer.device_batch(batch))
-    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    real = float(batch["mask"].sum())
-    seen += real
-    window_seen += real
-    if log_every > 0 and (i + 1) % log_every == 0:
-      now = time.perf_counter()
-      logging.info("batch %d/%d: %d images, %.1f images/s", i + 1, total_batches, seen,
-                   window_seen / max(now - window, 1e-9))
-      window, window_seen = now, 0.0
-  if sums is None:
-    raise ValueError(f"split {split!r} yielded no batches")
-  seconds = time.perf_counter() - t0
-  sums = jax.device_get(sums)
-  report = {
+  batches = loader.eval_batches(data_cfg, split, cfg.batch_size)
+  result = restored.evaluator.run(restored.params, batches, ten_crop=ten_crop, total=total,
+                                  log_every=log_every)
+  return {
       "workdir": restored.workdir, "step": restored.step, "split": split,
       "data": {"name": data_cfg.name, "data_dir": data_cfg.data_dir,
                "image_size": int(data_cfg.image_size), "resize_size": int(data_cfg.resize_size)},
-      "examples": int(round(float(sums["single_crop"]["count"]))),
-      "skipped_images": input_pipeline.skipped_count() - skipped,
-      **{k: train.normalize(v) for k, v in sums.items()},
-      "seconds": seconds, "images_per_second": seen / max(seconds, 1e-9),
-      "batch_size": cfg.batch_size, "mesh": dict(trainer.mesh.shape),
-      "device": trainer.mesh.devices.flat[0].device_kind, "revision": restored.revision,
+      **result, "images_per_second": result["examples"] / max(result["seconds"], 1e-9),
+      "batch_size": cfg.batch_size, "mesh": dict(restored.mesh.shape),
+      "device": restored.mesh.devices.flat[0].device_kind, "revision": restored.revision,
   }
-  return report
 
 
 def _file_safe(text: str) -> str:
@@ -503,7 +444,7 @@ def _file_safe(text: str) -> str:
 def check_data_classes(restored: Restored, data_cfg) -> None:
   """ValueError when a dataset's classes are not the ones the checkpoint was trained on
   (the same names in the same order), so that labels mean the same thing."""
-  names = input_pipeline.class_names(data_cfg)
+  names = loader.class_names(data_cfg)
   if names == list(restored.class_names):
     return
   missing = [c for c in restored.class_names if c not in names]
@@ -511,16 +452,15 @@ def check_data_classes(restored: Restored, data_cfg) -> None:
   detail = "; ".join(part for part in (
       missing and f"missing {', '.join(missing[:5])}", extra and f"not trained on "
       f"{', '.join(extra[:5])}") if part) or "the same names in another order"
-  where = data_cfg.data_dir if data_cfg.name == "folder" else data_cfg.name
+  where = data_cfg.data_dir
   raise ValueError(f"{where} has {len(names)} classes but checkpoint {restored.step} of "
                    f"{restored.workdir} was trained on {len(restored.class_names)}: {detail}")
 
 
 def report_path(workdir: str, data: dict, split: str, step: int, ten_crop: bool) -> str:
-  """<workdir>/eval_<data>_<split>_<step>[_10crop].json: <data> is the image folder's name
-  (or the tfds dataset's), so that evaluations of other folders never overwrite each other."""
-  source = (os.path.basename(os.path.normpath(data["data_dir"])) if data["name"] == "folder"
-            else data["name"])
+  """<workdir>/eval_<data>_<split>_<step>[_10crop].json: <data> is the prepared dataset's
+  folder name, so that evaluations of other datasets never overwrite each other."""
+  source = os.path.basename(os.path.normpath(data["data_dir"])) or data["name"]
   name = "_".join(_file_safe(p) or "x" for p in (source, split))
   return os.path.join(workdir, f"eval_{name}_{step}{'_10crop' if ten_crop else ''}.json")
 

@@ -106,3 +106,34 @@ def make_shapes_dataset(root: str, *, num_classes: int = 4, train_per_class: int
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   return root
+
+
+def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, seed: int = 0
+                         ) -> str:
+  """The shapes dataset as a prepared dataset (records.py) at `root`, made once.
+
+  The JPEG folder is written and prepared in a temporary folder beside `root`, then renamed
+  into place: every process of a job may call this, and a crash never leaves half of one.
+  """
+  from alexnet_jax import prepare, records  # pylint: disable=import-outside-toplevel
+  root = os.path.abspath(os.path.expanduser(root))
+  if os.path.exists(records.info_path(root)):
+    return root
+  parent = os.path.dirname(root)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
+  try:
+    images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
+                                 size=size, seed=seed)
+    prepare.prepare(images, tmp, size=size, workers=0, progress=False)
+    shutil.rmtree(images)
+    if os.path.exists(root):           # an incomplete leftover from a crashed run
+      shutil.rmtree(root)
+    try:
+      os.rename(tmp, root)
+    except OSError:                    # another process finished first
+      if not os.path.exists(records.info_path(root)):
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return root

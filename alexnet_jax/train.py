@@ -1,13 +1,17 @@
 """Training and evaluation (Krizhevsky et al. 2012, §5), top-down.
 
-`train_step` is pure: `(state, batch, rng) -> (state, metrics)`, compiled once with
-`jax.jit` over the (data, model) mesh of `sharding.py`; `train_and_evaluate` is the only
-function with a loop and side effects (input, logs, checkpoints).
+`train_step` is pure: `(state, sums, uint8 batch, key) -> (state, sums)`, compiled once with
+`jax.jit` over the (data, model) mesh of `sharding.py`, augmentation included (§4.1).
+`train_and_evaluate` is the only function with a loop and side effects (input, logs,
+checkpoints). The loop never waits for the device between log steps: batches are put on
+the devices two ahead, the metrics add up on the device, and the NaN check reads one
+scalar at log and checkpoint steps.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import math
 import os
@@ -24,7 +28,7 @@ from absl import logging
 from flax import struct
 from flax.metrics import tensorboard
 
-from alexnet_jax import checkpoint, input_pipeline, models, sharding
+from alexnet_jax import augment, checkpoint, data, evaluation, loader, models, sharding
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -88,58 +92,47 @@ def num_train_steps(cfg, steps_per_epoch: int) -> int:
   return max(1, int(math.ceil(cfg.num_epochs * steps_per_epoch)))
 
 
-# ------------------------------------------------------------------------ loss, metrics
-
-def cross_entropy(logits, labels, mask):
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return jnp.sum(losses * mask) / jnp.maximum(jnp.sum(mask), 1.0)
-
-
-def metric_sums(logits, labels, mask) -> dict:
-  """Sums over the batch (padding masked out), so that they add across batches."""
-  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-  hit1 = top5[:, 0] == labels
-  hit5 = jnp.any(top5 == labels[:, None], axis=-1)
-  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return {"loss": jnp.sum(losses * mask), "top1_error": jnp.sum((1.0 - hit1) * mask),
-          "top5_error": jnp.sum((1.0 - hit5) * mask), "count": jnp.sum(mask)}
-
-
-def normalize(sums: dict) -> dict:
-  n = max(float(sums["count"]), 1.0)
-  return {k: float(v) / n for k, v in sums.items() if k != "count"}
-
-
 # ----------------------------------------------------------------------------- the step
 
-def train_step(state: TrainState, batch: dict, rng: jax.Array, *, apply_fn, tx
-               ) -> tuple[TrainState, dict]:
+def zero_sums() -> dict:
+  """The training metrics' running sums, added up on the device between log steps."""
+  return {k: jnp.zeros((), jnp.float32)
+          for k in ("loss", "top1_error", "top5_error", "count", "learning_rate")}
+
+
+def train_step(state: TrainState, sums: dict, batch: dict, key: jax.Array, *, apply_fn, tx,
+               data_cfg) -> tuple[TrainState, dict]:
+  """One SGD step (§5) on a uint8 batch of squares, with the metrics added to `sums`.
+
+  The step's randomness is `key` folded with the step number, inside the compiled step:
+  one half draws the crops, flips and lighting (§4.1, augment.py), the other the dropout
+  masks (§4.2). Nothing here waits for the host.
+  """
+  key = jax.random.fold_in(key, state.step)
+  augment_key, dropout_key = jax.random.split(key)
+  images = augment.train_images(batch["image"], augment_key, data_cfg)
+  labels = batch["label"]
+
   def loss_fn(params):
-    logits = apply_fn(params, batch["image"], rng, train=True)
-    return cross_entropy(logits, batch["label"], batch["mask"]), logits
+    logits = apply_fn(params, images, dropout_key, train=True)
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels)), logits
 
   (_, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  metrics = metric_sums(logits, batch["label"], batch["mask"])
+  metrics = evaluation.metric_sums(logits, labels, jnp.ones(labels.shape, jnp.float32))
   metrics["learning_rate"] = opt_state.hyperparams["learning_rate"]
-  return TrainState(state.step + 1, params, opt_state), metrics
-
-
-def eval_step(params, batch: dict, *, apply_fn) -> dict:
-  """Single-crop metric sums; ten-crop evaluation lives in inference.py."""
-  logits = apply_fn(params, batch["image"], None)
-  return metric_sums(logits, batch["label"], batch["mask"])
+  sums = jax.tree.map(jnp.add, sums, metrics)
+  return TrainState(state.step + 1, params, opt_state), sums
 
 
 # --------------------------------------------------------------------------- set-up
 
 class Trainer:
-  """The compiled pieces for one config on one mesh: built once, used by the loop,
-  by evaluation from checkpoints and by the benchmark."""
+  """The compiled pieces for one config on one mesh: built once, used by the loop and by
+  the benchmark."""
 
   def __init__(self, cfg: ml_collections.ConfigDict, steps_per_epoch: int = 1, devices=None):
-    validate(cfg, devices)
     self.cfg = cfg
     self.mesh = sharding.make_mesh(cfg, devices)
     self.image_size = cfg.data.image_size
@@ -152,13 +145,13 @@ class Trainer:
     self.abstract_state = checkpoint.abstract(abstract, self.state_shardings)
     self.init = jax.jit(self._init, out_shardings=self.state_shardings)
     rep = sharding.replicated(self.mesh)
+    self.zero_sums = jax.jit(zero_sums, out_shardings=rep)
     self.train_step = jax.jit(
-        functools.partial(train_step, apply_fn=self.apply_fn, tx=self.tx),
-        in_shardings=(self.state_shardings, self.batch_sharding, rep),
-        out_shardings=(self.state_shardings, rep), donate_argnums=0)
-    self.eval_step = jax.jit(functools.partial(eval_step, apply_fn=self.apply_fn),
-                             in_shardings=(self.state_shardings.params, self.batch_sharding),
-                             out_shardings=rep)
+        functools.partial(train_step, apply_fn=self.apply_fn, tx=self.tx, data_cfg=cfg.data),
+        in_shardings=(self.state_shardings, rep, self.batch_sharding, rep),
+        out_shardings=(self.state_shardings, rep), donate_argnums=(0, 1))
+    self.evaluator = evaluation.Evaluator(self.apply_fn, cfg.data, self.state_shardings.params,
+                                          self.batch_sharding, rep, self.device_batch)
 
   def _init(self, rng) -> TrainState:
     size = self.image_size
@@ -166,9 +159,7 @@ class Trainer:
     return TrainState(jnp.zeros((), jnp.int32), params, self.tx.init(params))
 
   def device_batch(self, batch: dict) -> dict:
-    """A process's numpy batch -> global arrays sharded over `data`."""
-    return {k: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(v))
-            for k, v in batch.items()}
+    return sharding.put_batch(self.batch_sharding, batch)
 
   def set_learning_rate(self, state: TrainState, lr: float) -> TrainState:
     opt_state = state.opt_state
@@ -176,22 +167,11 @@ class Trainer:
     hyper = jax.device_put(hyper, jax.tree.map(lambda _: sharding.replicated(self.mesh), hyper))
     return state.replace(opt_state=opt_state._replace(hyperparams=hyper))
 
-  def evaluate(self, params, dataset, max_batches: int = -1) -> dict:
-    sums = None
-    for i, batch in enumerate(dataset.as_numpy_iterator()):
-      if 0 <= max_batches <= i:
-        break
-      out = self.eval_step(params, self.device_batch(batch))
-      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    if sums is None:
-      raise ValueError("the evaluation split yielded no batches")
-    return normalize(jax.device_get(sums))
-
 
 def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
   """Configuration errors that would otherwise surface deep inside compilation."""
   models.create_model(cfg.model, cfg.data.image_size)   # model fields
-  input_pipeline.input_gain(cfg.data)                    # data.input_scale
+  augment.input_gain(cfg.data)                           # data.input_scale
   for field in ("batch_size", "log_every_steps", "eval_every_steps", "checkpoint_every_steps"):
     if int(cfg[field]) < 1:
       raise ValueError(f"{field} must be at least 1, got {cfg[field]}")
@@ -199,7 +179,10 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
     raise ValueError(f"data.image_size={cfg.data.image_size} is too small for model "
                      f"{cfg.model.preset!r}: its last pooling layer would have no output")
   n = len(devices) if devices is not None else jax.device_count()
-  sharding.mesh_shape(cfg, n)
+  data, model = sharding.mesh_shape(cfg, n)
+  if cfg.batch_size % data:
+    raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {data} data-parallel "
+                     f"devices of mesh (data={data}, model={model})")
   if cfg.batch_size % jax.process_count():
     raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
                      f"{jax.process_count()} processes")
@@ -216,10 +199,10 @@ def _code_revision() -> str:
     return "unknown"
 
 
-def write_run_info(cfg, workdir: str) -> None:
+def write_run_info(cfg, workdir: str, class_names: list[str]) -> None:
   """The resolved config, the code revision and the class names, for predict/evaluate."""
   info = {"config": json.loads(cfg.to_json_best_effort()), "revision": _code_revision(),
-          "class_names": input_pipeline.class_names(cfg.data)}
+          "class_names": class_names}
   with open(os.path.join(workdir, "run.json"), "w") as f:
     json.dump(info, f, indent=1)
 
@@ -246,62 +229,82 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     return _train_and_evaluate(cfg, workdir)
 
 
+class _Window:
+  """Training metrics between two log steps: sums stay on the device until read."""
+
+  def __init__(self, trainer: Trainer, start: int):
+    self._trainer = trainer
+    self.sums, self.start, self.t0, self.paused = trainer.zero_sums(), start, time.perf_counter(), 0.0
+
+  def check_finite(self, done: int, manager) -> None:
+    """The NaN check, at log and checkpoint steps only: one scalar crosses to the host."""
+    loss = float(self.sums["loss"])
+    if not math.isfinite(loss):
+      raise LossIsNotFinite(
+          f"training loss became {loss} between steps {self.start + 1} and {done}; stopping. "
+          f"The last good checkpoint in {manager.directory} is step {manager.latest_step()}")
+
+  def close(self, done: int, batch_size: int) -> tuple[dict, float, float]:
+    """(metrics, learning rate, images/s) of the window; starts the next one."""
+    sums = jax.device_get(self.sums)
+    steps = done - self.start
+    lr = float(sums.pop("learning_rate")) / steps
+    rate = steps * batch_size / max(time.perf_counter() - self.t0 - self.paused, 1e-9)
+    self.sums, self.start = self._trainer.zero_sums(), done
+    self.t0, self.paused = time.perf_counter(), 0.0
+    return evaluation.normalize(sums), lr, rate
+
+
 def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  cfg = input_pipeline.prepare(cfg, workdir)   # resolves generated datasets' locations
-  # The data's classes against the model and each other, before anything compiles.
-  input_pipeline.check_classes(cfg.data, cfg.model.num_classes)
-  n_train = input_pipeline.num_examples(cfg.data, cfg.data.train_split)
+  cfg = data.resolve(cfg, workdir)   # generated datasets ('shapes') are made here
+  class_names = data.check_classes(cfg.data, cfg.model.num_classes)   # before compiling
+  n_train = loader.num_examples(cfg.data, cfg.data.train_split)
   steps_per_epoch = max(1, n_train // cfg.batch_size)
   trainer = Trainer(cfg, steps_per_epoch)
   total_steps = num_train_steps(cfg, steps_per_epoch)
   is_chief = jax.process_index() == 0
   if is_chief:
-    write_run_info(cfg, workdir)
+    write_run_info(cfg, workdir, class_names)
   writer = tensorboard.SummaryWriter(workdir) if is_chief else None
   manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
 
+  local_batch = cfg.batch_size // jax.process_count()
+  workers = data.num_workers(cfg.data)
+  batches = loader.DeviceIterator(
+      loader.train_batches(cfg.data, local_batch, seed=cfg.seed,
+                           process_index=jax.process_index(),
+                           process_count=jax.process_count(), workers=workers),
+      trainer.device_batch, ahead=2)
   meta = {"best_eval_error": None, "bad_evals": 0}
   start = manager.latest_step()
   if start is None:
     state = trainer.init(jax.random.key(cfg.seed))
     start = 0
   else:
-    state, meta = checkpoint.restore(manager, start, trainer.abstract_state)
+    state, meta = checkpoint.restore(manager, start, trainer.abstract_state, batches)
     logging.info("resumed from checkpoint %d in %s", start, manager.directory)
   if is_chief:   # rows logged after the checkpoint are logged again as training redoes them
     _trim_metrics(os.path.join(workdir, "metrics.jsonl"), start)
-  logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d",
-               total_steps, steps_per_epoch, n_train, dict(trainer.mesh.shape), cfg.batch_size)
-
-  local_batch = cfg.batch_size // jax.process_count()
-  train_ds = input_pipeline.create_split(
-      cfg.data, cfg.data.train_split, train=True, batch_size=local_batch, seed=cfg.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      skip_batches=start)
-  train_iter = train_ds.as_numpy_iterator()
-
-  def eval_dataset():
-    return input_pipeline.create_split(
-        cfg.data, cfg.data.eval_split, train=False, batch_size=local_batch,
-        process_index=jax.process_index(), process_count=jax.process_count())
+  logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d, "
+               "%d loader workers", total_steps, steps_per_epoch, n_train,
+               dict(trainer.mesh.shape), cfg.batch_size, workers)
 
   def errors(metrics):   # top-5 error says something only with more than 5 classes
     top5 = (f" top-5 error {metrics['top5_error']:.4f}" if cfg.model.num_classes > 5 else "")
     return f"loss {metrics['loss']:.4f} top-1 error {metrics['top1_error']:.4f}{top5}"
 
   def run_eval(step, keep=True):
-    t = time.perf_counter()
-    metrics = trainer.evaluate(state.params, eval_dataset(), cfg.eval_batches)
-    logging.info("step %d eval: %s (%.1fs)", step, errors(metrics),
-                 time.perf_counter() - t)
+    eval_data = loader.eval_batches(
+        cfg.data, cfg.data.eval_split, local_batch, process_index=jax.process_index(),
+        process_count=jax.process_count(), workers=workers)
+    if cfg.eval_batches >= 0:
+      eval_data = itertools.islice(eval_data, cfg.eval_batches)
+    report = trainer.evaluator.run(state.params, eval_data)
+    metrics = report["single_crop"]
+    logging.info("step %d eval: %s (%.1fs)", step, errors(metrics), report["seconds"])
     if keep:
       record(step, {f"eval_{k}": v for k, v in metrics.items()})
     return metrics
-
-  def save(step, eval_metrics=None):
-    metrics = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_metrics else None
-    checkpoint.save(manager, step, state, meta, metrics)
-    logging.info("saved checkpoint %d", step)
 
   def record(step, scalars):
     """TensorBoard, and one JSON line per record in <workdir>/metrics.jsonl for scripts."""
@@ -311,42 +314,39 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, **scalars}) + "\n")
 
-  base_rng = jax.random.key(cfg.seed)
-  sums, t0, window_start = None, time.perf_counter(), start
-  eval_metrics = None
-  for step in range(start, total_steps):
-    batch = trainer.device_batch(next(train_iter))
-    state, out = trainer.train_step(state, batch, jax.random.fold_in(base_rng, step))
-    done = step + 1
-    if not math.isfinite(float(out["loss"])):
-      raise LossIsNotFinite(
-          f"training loss is {float(out['loss'])} at step {done}; stopping. The last good "
-          f"checkpoint in {manager.directory} is step {manager.latest_step()}")
-    sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-    if done % cfg.log_every_steps == 0 or done == total_steps:
-      sums = jax.device_get(sums)
-      lr = float(sums.pop("learning_rate")) / (done - window_start)
-      metrics = normalize(sums)
-      dt = time.perf_counter() - t0
-      rate = (done - window_start) * cfg.batch_size / dt
-      eta = (total_steps - done) * cfg.batch_size / rate
-      logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, total_steps,
-                   errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-      record(done, {**{f"train_{k}": v for k, v in metrics.items()},
-                    "learning_rate": lr, "images_per_second": rate})
-      sums, t0, window_start = None, time.perf_counter(), done
-    eval_now = done % cfg.eval_every_steps == 0 or done == total_steps
-    if eval_now:
-      eval_metrics = run_eval(done)
-      if cfg.schedule == "plateau":
-        state, meta = _plateau(trainer, state, meta, eval_metrics["top1_error"], cfg)
-    if done % cfg.checkpoint_every_steps == 0 or done == total_steps:
-      save(done, eval_metrics if eval_now else None)
-  if start >= total_steps:
-    logging.info("nothing to do: checkpoint %d already reached %d steps", start, total_steps)
-    eval_metrics = run_eval(start, keep=False)   # metrics.jsonl already has this step
-  if writer:
-    writer.close()
+  key = jax.device_put(jax.random.key(cfg.seed), sharding.replicated(trainer.mesh))
+  window, eval_metrics = _Window(trainer, start), None
+  try:
+    for step in range(start, total_steps):
+      state, window.sums = trainer.train_step(state, window.sums, next(batches), key)
+      done = step + 1
+      if done % cfg.log_every_steps == 0 or done == total_steps:
+        window.check_finite(done, manager)
+        metrics, lr, rate = window.close(done, cfg.batch_size)
+        eta = (total_steps - done) * cfg.batch_size / rate
+        logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, total_steps,
+                     errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+        record(done, {**{f"train_{k}": v for k, v in metrics.items()},
+                      "learning_rate": lr, "images_per_second": rate})
+      t = time.perf_counter()
+      eval_now = done % cfg.eval_every_steps == 0 or done == total_steps
+      if eval_now:
+        eval_metrics = run_eval(done)
+        if cfg.schedule == "plateau":
+          state, meta = _plateau(trainer, state, meta, eval_metrics["top1_error"], cfg)
+      if done % cfg.checkpoint_every_steps == 0 or done == total_steps:
+        window.check_finite(done, manager)
+        scores = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_now else None
+        checkpoint.save(manager, done, state, meta, scores, batches)
+        logging.info("saved checkpoint %d", done)
+      window.paused += time.perf_counter() - t   # evaluation and saving are not training
+    if start >= total_steps:
+      logging.info("nothing to do: checkpoint %d already reached %d steps", start, total_steps)
+      eval_metrics = run_eval(start, keep=False)   # metrics.jsonl already has this step
+  finally:
+    batches.close()
+    if writer:
+      writer.close()
   return eval_metrics
 
 

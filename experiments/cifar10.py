@@ -3,10 +3,11 @@ on 32x32 images with pad-and-crop and flips, at the paper's input scale (0-255 m
 training mean) with the paper's N(0, 0.01) init: 30 epochs of batch 128, cosine schedule.
 experiments/results/cifar10/ holds the LRN, pooling and ReLU/tanh ablations of it.
 
+    python -m launch.prepare --source=<cifar10 folder or tfds:cifar10> --size=32 \
+        --out=data/cifar10
     python -m launch.train --config=experiments/cifar10.py --workdir=runs/cifar10 \
-        --config.data.data_dir=../shared/data/cifar10
-(name 'folder' reads <data_dir>/{train,test}/<class>/*.jpg; set --config.data.name=cifar10
-and clear data_dir to use the tfds dataset instead.)
+        --config.data.data_dir=data/cifar10
+(a folder source is <root>/{train,test}/<class>/*.jpg.)
 """
 from alexnet_jax import models
 from experiments import default
@@ -15,7 +16,6 @@ from experiments import default
 def get_config():
   c = default.get_config()
   c.model = models.model_config("cifar")
-  c.data.name = "folder"
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.image_size = 32

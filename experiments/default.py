@@ -14,20 +14,21 @@ def get_config() -> ml_collections.ConfigDict:
 
   c.model = models.model_config("paper")  # see alexnet_jax/models.py PRESETS
 
-  # Input (alexnet_jax/input_pipeline.py).
+  # Input (alexnet_jax/data.py, loader.py; augmentation on the device: augment.py).
   c.data = ml_collections.ConfigDict()
-  c.data.name = "imagenet2012"   # a tfds name, or 'folder' for <root>/<split>/<class>/<image>
-  c.data.data_dir = ""           # tfds data_dir, or the folder root for 'folder'
-  c.data.train_split = "train"   # tfds split syntax, slicing included: 'train[:90%]'
+  c.data.name = "prepared"       # 'prepared': data_dir is a `launch.prepare` output | 'shapes'
+  c.data.data_dir = ""           # the prepared dataset's folder
+  c.data.train_split = "train"   # a split, or a slice of one: 'train[:90%]', 'train[90%:]'
   c.data.eval_split = "validation"
   c.data.image_size = 227        # training crop and evaluation centre crop (§4.1)
-  c.data.resize_size = 256       # shorter side before cropping (§2)
+  c.data.resize_size = 256       # the square that crops are taken from (§2); resized on the
+                                 # device when the prepared squares have another size
   c.data.pca_lighting = 0.1      # std of the PCA colour alphas (§4.1); 0 turns it off
   c.data.flip = True             # random horizontal flips (§4.1)
   c.data.input_scale = "paper"   # paper: 0-255 pixels minus the mean (§2) | standardized
   c.data.mean = (0.485, 0.456, 0.406)  # per-channel training-set mean, on a 0-1 scale (ImageNet)
   c.data.std = (0.229, 0.224, 0.225)   # used by 'standardized' only
-  c.data.shuffle_buffer = 10_000
+  c.data.workers = -1            # loader processes; -1: none on <= 4 cores, else cores - 2
 
   # Optimisation (§5): SGD, momentum 0.9, weight decay 5e-4, lr 0.01, divided by 10 when
   # the validation error stops improving; about 90 epochs at batch 128.

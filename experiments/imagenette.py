@@ -1,12 +1,11 @@
 """The paper's recipe on Imagenette (10 easy ImageNet classes): the paper's model, input
 scale, augmentation and optimiser at a size one machine can train.
 
-With the tfds dataset (downloads where the machine can):
-    python -m launch.train --config=experiments/imagenette.py --workdir=runs/imagenette
-With a local folder <root>/train/<synset>/*.JPEG, holding out 10% for validation:
+From a folder <root>/train/<synset>/*.JPEG (or --source=tfds:imagenette/full-size-v2),
+holding out 10% of train for validation (the default splits):
+    python -m launch.prepare --source=<root> --out=data/imagenette
     python -m launch.train --config=experiments/imagenette.py --workdir=runs/imagenette \
-        --config.data.name=folder --config.data.data_dir=<root> \
-        --config.data.train_split='train[:90%]' --config.data.eval_split='train[90%:]'
+        --config.data.data_dir=data/imagenette
 
 `--config=experiments/imagenette.py:cpu` is the same recipe shrunk for a 2-core CPU: half
 the paper's widths (48-128-192-192-128, fc 2048-2048, two towers), 112x112 crops of
@@ -26,9 +25,8 @@ def get_config(arg: str | None = None):
   c = default.get_config()
   c.model.num_classes = 10
   c.model.init_scheme = "torch"
-  c.data.name = "imagenette/full-size-v2"
-  c.data.train_split = "train"
-  c.data.eval_split = "validation"
+  c.data.train_split = "train[:90%]"
+  c.data.eval_split = "train[90%:]"
   c.num_epochs = 30.0
   c.eval_every_steps = 500
   c.checkpoint_every_steps = 500

@@ -1,0 +1,74 @@
+"""Which data a run reads, checked before anything compiles.
+
+`data.name`:
+  'prepared'  `data.data_dir` is a dataset written by `launch.prepare` (records.py).
+  'shapes'    the offline quick start's generated dataset (synthetic.py), made once into
+              `<workdir>/shapes` (or `data.data_dir`) and prepared there.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import logging
+
+from alexnet_jax import records
+
+NAMES = ("prepared", "shapes")
+
+
+def resolve(cfg, workdir: str):
+  """A copy of `cfg` whose `data` is a prepared dataset that exists: 'shapes' is generated
+  and prepared here (once; safe from every process)."""
+  cfg = cfg.copy_and_resolve_references()
+  data = cfg.data
+  if data.name not in NAMES:
+    raise ValueError(f"data.name must be one of {NAMES}, got {data.name!r} (a tfds dataset or "
+                     "an image folder is prepared first: python -m launch.prepare)")
+  if data.name == "shapes":
+    from alexnet_jax import synthetic  # pylint: disable=import-outside-toplevel
+    root = data.data_dir or os.path.join(workdir, "shapes")
+    synthetic.make_prepared_shapes(root, num_classes=int(cfg.model.num_classes),
+                                   size=max(int(data.resize_size), int(data.image_size)))
+    data.name, data.data_dir = "prepared", root
+  return cfg
+
+
+def _listed(names) -> str:
+  names = list(names)
+  return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+
+def check_classes(data_cfg, num_classes: int) -> list[str]:
+  """The dataset's classes against the model's `num_classes`, and both splits opened;
+  returns the class names. ValueError (one line) naming the classes involved: a class with
+  no training images (its label would never be learned, and an image folder's empty class
+  shifts every label after it), more or fewer classes than outputs, or a bad split."""
+  info = records.read_info(data_cfg.data_dir)
+  names = list(info["class_names"])
+  where = f"data.data_dir {data_cfg.data_dir!r}"
+  train_split = records.resolve_split(info, data_cfg.train_split)[0]
+  records.resolve_split(info, data_cfg.eval_split)
+  counts = info["splits"][train_split]["class_counts"]
+  empty = [c for c, n in zip(names, counts) if n == 0]
+  if empty:
+    raise ValueError(f"{where}: class(es) with no images in training split {train_split!r}: "
+                     f"{_listed(empty)}")
+  if len(names) != num_classes:
+    raise ValueError(f"{where} has {len(names)} classes ({_listed(names)}) but "
+                     f"model.num_classes is {num_classes}; set "
+                     f"--config.model.num_classes={len(names)}")
+  skipped = sum(len(v) for v in info.get("skipped", {}).values())
+  if skipped:
+    logging.warning("%d undecodable files were skipped when %s was prepared (listed in %s)",
+                    skipped, data_cfg.data_dir, os.path.join(data_cfg.data_dir, "skipped.txt"))
+  return names
+
+
+def num_workers(data_cfg) -> int:
+  """`data.workers`, with -1 meaning: none on a machine of 4 cores or fewer (reading raw
+  records costs little, and the step needs the cores), else one per core less two, up to 16."""
+  workers = int(data_cfg.workers)
+  if workers >= 0:
+    return workers
+  cores = os.cpu_count() or 1
+  return 0 if cores <= 4 else min(16, cores - 2)

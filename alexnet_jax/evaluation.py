@@ -1,0 +1,85 @@
+"""Evaluation (§4.1, §6): the one loop that training, `launch.evaluate` and features use.
+
+The host feeds uint8 squares (loader.eval_batches); the device takes the centre crop, or
+the ten crops of §4.1 (the four corners and the centre, each also flipped), and adds up
+masked metric sums, which cross to the host once at the end. Ten-crop predictions average
+the crops' softmax outputs, computed as a log-sum-exp of log-softmaxes so that it stays
+finite where every crop's softmax underflows.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Iterable
+
+import jax
+import jax.numpy as jnp
+import optax
+from absl import logging
+
+from alexnet_jax import augment
+
+CENTRE_CROP = 4   # the centre crop's index in augment.eval_images' ten-crop order
+
+
+def metric_sums(logits, labels, mask) -> dict:
+  """Sums over the batch (padding masked out), so that they add across batches."""
+  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+  hit1 = top5[:, 0] == labels
+  hit5 = jnp.any(top5 == labels[:, None], axis=-1)
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  return {"loss": jnp.sum(losses * mask), "top1_error": jnp.sum((1.0 - hit1) * mask),
+          "top5_error": jnp.sum((1.0 - hit5) * mask), "count": jnp.sum(mask)}
+
+
+def normalize(sums: dict) -> dict:
+  n = max(float(sums["count"]), 1.0)
+  return {k: float(v) / n for k, v in sums.items() if k != "count"}
+
+
+def eval_sums(params, batch: dict, *, apply_fn, data_cfg, ten_crop: bool) -> dict:
+  """{'single_crop': sums} for one uint8 batch, and 'ten_crop' too with ten_crop (the
+  single crop is then the centre one of the same pass)."""
+  labels, mask = batch["label"], batch["mask"]
+  images = augment.eval_images(batch["image"], data_cfg, ten_crop=ten_crop)
+  if not ten_crop:
+    return {"single_crop": metric_sums(apply_fn(params, images, None), labels, mask)}
+  b, crops = images.shape[:2]
+  out = apply_fn(params, images.reshape(b * crops, *images.shape[2:]), None).reshape(b, crops, -1)
+  log_mean_probs = (jax.scipy.special.logsumexp(jax.nn.log_softmax(out), axis=1)
+                    - jnp.log(crops))
+  return {"single_crop": metric_sums(out[:, CENTRE_CROP], labels, mask),
+          "ten_crop": metric_sums(log_mean_probs, labels, mask)}
+
+
+class Evaluator:
+  """`run(params, batches)`: metric sums over host batches, added on the device.
+
+  `put` turns a host batch into global device arrays (sharded over `data`).
+  """
+
+  def __init__(self, apply_fn, data_cfg, param_shardings, batch_sharding, replicated, put):
+    self._put = put
+    self._steps = {
+        ten: jax.jit(functools.partial(eval_sums, apply_fn=apply_fn, data_cfg=data_cfg,
+                                       ten_crop=ten),
+                     in_shardings=(param_shardings, batch_sharding), out_shardings=replicated)
+        for ten in (False, True)}
+
+  def run(self, params, batches: Iterable[dict], *, ten_crop: bool = False,
+          total: int | None = None, log_every: int = 0) -> dict[str, Any]:
+    """{'single_crop': metrics, ['ten_crop': metrics], 'examples', 'seconds'}."""
+    step = self._steps[ten_crop]
+    sums, t0 = None, time.perf_counter()
+    for i, batch in enumerate(batches):
+      out = step(params, self._put(batch))
+      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+      if log_every and (i + 1) % log_every == 0:
+        logging.info("evaluated batch %d/%s (%.1f s)", i + 1, total or "?",
+                     time.perf_counter() - t0)
+    if sums is None:
+      raise ValueError("the evaluation split yielded no batches")
+    sums = jax.device_get(sums)
+    return {**{k: normalize(v) for k, v in sums.items()},
+            "examples": int(round(float(sums["single_crop"]["count"]))),
+            "seconds": time.perf_counter() - t0}
