@@ -95,7 +95,7 @@ def test_square_resize_close_to_tf(ip, prepared):
                    for x in images])
   got = augment.square(images, R)
   assert got.shape == (2, R, R, 3) and got.dtype == jnp.float32
-  np.testing.assert_allclose(got, want, rtol=0, atol=0.05)
+  np.testing.assert_allclose(got, want, rtol=0, atol=0.01)
 
 
 def test_constants_equal_tf(ip):
