@@ -45,7 +45,8 @@ def tf_train(ip, image, seed, c):
   the same stateless calls): (output, top, left, flip, alpha)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   seed = tf.constant(seed, tf.int64)
-  out = ip._train_preprocess(tf.constant(image), seed, c).numpy()  # pylint: disable=protected-access
+  preprocess = ip._train_preprocess  # pylint: disable=protected-access
+  out = preprocess(tf.constant(image), seed, c).numpy()
   geometry_seed, light_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
   u = tf.random.stateless_uniform([3], geometry_seed).numpy()
   canvas = R if c.resize_size > c.image_size else S + 2 * max(1, S // 8)
