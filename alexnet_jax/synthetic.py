@@ -1,8 +1,9 @@
 """A small, learnable image-folder dataset for the offline quick start (no download).
 
 `make_shapes_dataset(root)` writes `root/{train,test}/<class>/NNNN.jpg`: coloured shapes and
-stripe patterns at random positions, scales and colours, with pixel noise. Read it with
-`data.name = 'folder'`, `data.data_dir = root`. Only numpy and PIL; deterministic for a seed.
+stripe patterns at random positions, scales and colours, with pixel noise;
+`make_prepared_shapes(root)` writes them as a prepared dataset (records.py), which
+`data.name = 'shapes'` makes in the workdir. Only numpy and PIL; deterministic for a seed.
 """
 from __future__ import annotations
 
@@ -108,8 +109,8 @@ def make_shapes_dataset(root: str, *, num_classes: int = 4, train_per_class: int
   return root
 
 
-def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, seed: int = 0
-                         ) -> str:
+def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, seed: int = 0,
+                         train_per_class: int = 200, test_per_class: int = 50) -> str:
   """The shapes dataset as a prepared dataset (records.py) at `root`, made once.
 
   The JPEG folder is written and prepared in a temporary folder beside `root`, then renamed
@@ -124,8 +125,9 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
   tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
   try:
     images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
-                                 size=size, seed=seed)
-    prepare.prepare(images, tmp, size=size, workers=0, progress=False)
+                                 size=size, seed=seed, train_per_class=train_per_class,
+                                 test_per_class=test_per_class)
+    prepare.prepare(images, tmp, size=size, workers=0)
     shutil.rmtree(images)
     if os.path.exists(root):           # an incomplete leftover from a crashed run
       shutil.rmtree(root)

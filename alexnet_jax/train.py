@@ -26,9 +26,9 @@ import numpy as np
 import optax
 from absl import logging
 from flax import struct
-from flax.metrics import tensorboard
 
-from alexnet_jax import augment, checkpoint, data, evaluation, loader, models, sharding
+from alexnet_jax import (augment, checkpoint, data, evaluation, events, loader, models,
+                         sharding)
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -207,12 +207,6 @@ def write_run_info(cfg, workdir: str, class_names: list[str]) -> None:
     json.dump(info, f, indent=1)
 
 
-def _write_scalars(writer: tensorboard.SummaryWriter, step: int, scalars: dict) -> None:
-  for tag, value in scalars.items():
-    writer.scalar(tag, value, step)
-  writer.flush()
-
-
 class LossIsNotFinite(RuntimeError):
   pass
 
@@ -265,7 +259,7 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
   is_chief = jax.process_index() == 0
   if is_chief:
     write_run_info(cfg, workdir, class_names)
-  writer = tensorboard.SummaryWriter(workdir) if is_chief else None
+  writer = events.ScalarWriter(workdir) if is_chief else None
   manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
 
   local_batch = cfg.batch_size // jax.process_count()
@@ -310,7 +304,7 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     """TensorBoard, and one JSON line per record in <workdir>/metrics.jsonl for scripts."""
     if not is_chief:
       return
-    _write_scalars(writer, step, scalars)
+    writer.scalars(step, scalars)
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, **scalars}) + "\n")
 

@@ -1,10 +1,13 @@
-"""Benchmarks the training step, evaluation, LRN and the input pipeline in one process.
+"""Benchmarks the training step, the training loop, the loader, LRN and GEMM in one process.
 
-    python -m launch.benchmark                       # the paper model, 227x227, batch 128, fp32
+    python -m launch.benchmark --what=train,gemm        # the paper model, 227, batch 128, fp32
+    python -m launch.benchmark --what=loop --data_dir=data/imagenette   # the real loop
+    python -m launch.benchmark --what=input --workers=4 --data_dir=data/imagenette
     python -m launch.benchmark --config.model.lrn=False --json=/tmp/bench.json
-    python -m launch.benchmark --what=input --data_dir=../shared/data/imagenette
 
-Medians over --repeats after --warmup. Prints a table and writes JSON (--json).
+`loop` and `input` read a prepared dataset (`launch.prepare`); without --data_dir they make
+a generated one at the config's resize size in a temporary folder. Medians over --repeats
+after --warmup. Prints a table and writes JSON (--json).
 """
 import json
 import os
@@ -15,46 +18,64 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import benchmark, cli, input_pipeline
+from alexnet_jax import benchmark, cli, synthetic
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
     lock_config=True)
-_WHAT = flags.DEFINE_list("what", ["train", "lrn", "input"], "train (with eval), lrn, input.")
+_WHAT = flags.DEFINE_multi_enum(
+    "what", ["train", "lrn", "gemm"], ["train", "loop", "input", "lrn", "gemm"],
+    "What to measure (repeat the flag or use commas).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed repeats first.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported).")
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Image folder <dir>/train/<class>/* for the input benchmark; "
-    "default: a generated one at the config's resize size.")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported); "
+                                "loop and input time 4x this many batches.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "A prepared dataset for loop and input.")
+_WORKERS = flags.DEFINE_integer("workers", 0, "Loader worker processes for loop and input.")
 _LRN_BATCH = flags.DEFINE_integer("lrn_batch", 128, "Batch of the 55x55x96 LRN input.")
 _JSON = flags.DEFINE_string("json", None, "Write the results here as JSON.")
+
+
+def _with_data(cfg, tmp: str):
+  cfg = cfg.copy_and_resolve_references()
+  cfg.data.name, cfg.data.train_split = "prepared", "train"
+  if _DATA_DIR.value:
+    cfg.data.data_dir = _DATA_DIR.value
+  else:   # generated squares at the config's resize size
+    size = max(cfg.data.resize_size, cfg.data.image_size)
+    cfg.data.data_dir = synthetic.make_prepared_shapes(
+        os.path.join(tmp, "shapes"), num_classes=min(cfg.model.num_classes, 4), size=size)
+  return cfg
 
 
 def main(argv):
   del argv
   cfg = _CONFIG.value
+  what = {w for value in _WHAT.value for w in value.split(",")}
   results = {"devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
              "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
              "preset": cfg.model.preset, "lrn": cfg.model.lrn, "towers": cfg.model.towers,
              "image_size": cfg.data.image_size, "batch": cfg.batch_size, "dtype": cfg.model.dtype}
-  if "train" in _WHAT.value:
+  if "gemm" in what:
+    results.update(benchmark.gemm(warmup=_WARMUP.value, repeats=_REPEATS.value))
+  if "train" in what:
     results.update(benchmark.train_and_eval_step(cfg, _WARMUP.value, _REPEATS.value))
-  if "lrn" in _WHAT.value:
+    if "gemm" in what and results["train_gflop_per_image"] > 0:
+      roofline = results["gemm_gflop_per_s"] / results["train_gflop_per_image"]
+      results["roofline_images_per_s"] = roofline
+      results["train_over_roofline"] = results["train_images_per_s"] / roofline
+  if "lrn" in what:
     results.update(benchmark.lrn_forward_backward((_LRN_BATCH.value, 55, 55, 96),
                                                   _WARMUP.value, _REPEATS.value))
-  if "input" in _WHAT.value:
+  if what & {"loop", "input"}:
     with tempfile.TemporaryDirectory() as tmp:
-      with cfg.unlocked():
-        cfg.data.name = "folder"
-        cfg.data.train_split = "train"
-        if _DATA_DIR.value:
-          cfg.data.data_dir = _DATA_DIR.value
-        else:   # a generated folder of JPEGs at the config's resize size
-          cfg.data.name = "shapes"
-          cfg.model.num_classes = 4
-          cfg = input_pipeline.prepare(cfg, tmp)
-      results.update(benchmark.input_pipeline_rate(cfg, batches=2 * _REPEATS.value,
-                                                   warmup=_WARMUP.value))
+      data_cfg = _with_data(cfg, tmp)
+      if "input" in what:
+        results.update(benchmark.input_rate(data_cfg.data, cfg.batch_size,
+                                            batches=4 * _REPEATS.value, warmup=_WARMUP.value,
+                                            workers=_WORKERS.value))
+      if "loop" in what:
+        results.update(benchmark.loop(data_cfg, steps=4 * _REPEATS.value,
+                                      warmup=_WARMUP.value + 1, workers=_WORKERS.value))
   width = max(map(len, results))
   for k, v in results.items():
     print(f"{k:<{width}}  {round(v, 4) if isinstance(v, float) else v}")

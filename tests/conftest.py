@@ -12,3 +12,14 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # XLA:CPU takes about 1 s to compile each threefry initialiser; rbg keys compile ~3x faster.
 # Tests compare runs with each other, never with fixed random numbers, so either will do.
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
+
+
+import pytest  # noqa: E402  (after the environment above)
+
+
+@pytest.fixture(scope="session")
+def shapes_dir(tmp_path_factory):
+  """The quick start's generated shapes (4 classes, 200 train and 50 test images each) as
+  one prepared dataset of 72x72 squares for the whole session."""
+  import helpers  # pylint: disable=import-outside-toplevel
+  return helpers.shapes(str(tmp_path_factory.mktemp("data") / "shapes"))

@@ -9,39 +9,26 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import checkpoint, input_pipeline, models, train
-from experiments import quickstart
+from alexnet_jax import checkpoint, loader, models, train
+import helpers
 
 
 def tiny_config(**overrides):
-  cfg = quickstart.get_config()
-  cfg.model = models.model_config("small", num_classes=4, towers=2, dropout=0.5,
-                                  features=(16, 32, 48, 48, 32), fc_features=(64, 64),
-                                  init_scheme="he")
-  cfg.batch_size = 16
-  cfg.num_train_steps = 20
-  cfg.log_every_steps = 5
-  cfg.eval_every_steps = 10
-  cfg.checkpoint_every_steps = 10
-  cfg.eval_batches = 2
-  cfg.mesh_shape = (1, 1)
-  for k, v in overrides.items():
-    cfg[k] = v
-  return cfg
-
-
-@pytest.fixture(scope="module")
-def shapes_dir(tmp_path_factory):
-  """One generated dataset for the whole module (train_and_evaluate would make its own)."""
-  from alexnet_jax import synthetic
-  return synthetic.make_shapes_dataset(str(tmp_path_factory.mktemp("data") / "shapes"),
-                                       size=72)
+  return helpers.tiny_config(**overrides)
 
 
 def with_data(cfg, root):
-  cfg.data.name = "folder"
-  cfg.data.data_dir = root
+  cfg.data.name, cfg.data.data_dir = "prepared", root
   return cfg
+
+
+@pytest.fixture
+def threefry():
+  """The production PRNG (the suite's default is rbg, for compile speed)."""
+  impl = jax.config.jax_default_prng_impl
+  jax.config.update("jax_default_prng_impl", "threefry2x32")
+  yield
+  jax.config.update("jax_default_prng_impl", impl)
 
 
 def test_paper_sgd_is_the_papers_update_rule():
@@ -98,10 +85,13 @@ def test_train_step_compiles_once(shapes_dir):
   cfg = with_data(tiny_config(), shapes_dir)
   trainer = train.Trainer(cfg)
   state = trainer.init(jax.random.key(0))
-  ds = input_pipeline.create_split(cfg.data, "train", train=True, batch_size=cfg.batch_size)
-  for i, batch in zip(range(3), ds.as_numpy_iterator()):
-    state, _ = trainer.train_step(state, trainer.device_batch(batch), jax.random.key(i))
+  batches = loader.train_batches(cfg.data, cfg.batch_size, seed=0)
+  sums = trainer.zero_sums()
+  for i in range(3):
+    state, sums = trainer.train_step(state, sums, trainer.device_batch(next(batches)),
+                                     jax.random.key(i))
   assert trainer.train_step._cache_size() == 1
+  assert int(state.step) == 3 and float(sums["count"]) == 3 * cfg.batch_size
 
 
 def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_path, caplog):
@@ -124,8 +114,10 @@ def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_pat
   assert info["config"]["model"]["preset"] == "small"
 
 
-def test_resume_gives_the_same_parameters(shapes_dir, tmp_path):
-  """20 steps straight == 10 steps, a stop, then 10 more from the checkpoint."""
+def test_resume_gives_the_same_parameters(shapes_dir, tmp_path, threefry):
+  """20 steps straight == 10 steps, a stop, then 10 more from the checkpoint: the same
+  batches (the loader's state is in the checkpoint) and the same augmentation and dropout
+  (keys folded with the step)."""
   cfg = with_data(tiny_config(num_train_steps=20, checkpoint_every_steps=10,
                               eval_every_steps=1000), shapes_dir)
   train.train_and_evaluate(cfg, str(tmp_path / "straight"))
@@ -165,7 +157,18 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir
   cfg = with_data(tiny_config(num_train_steps=20, checkpoint_every_steps=5,
                               eval_every_steps=1000, learning_rate=1e30, schedule="step"),
                   shapes_dir)
-  with pytest.raises(train.LossIsNotFinite, match=r"at step \d+.*last good checkpoint.* is step 10"):
+  with pytest.raises(train.LossIsNotFinite,
+                     match=r"between steps 11 and 15; stopping.*last good checkpoint.* is step 10"):
     train.train_and_evaluate(cfg, str(tmp_path))
   manager = checkpoint.create_manager(str(tmp_path), read_only=True)
   assert manager.latest_step() == 10
+
+
+def test_bfloat16_training_runs_end_to_end(shapes_dir, tmp_path):
+  cfg = with_data(tiny_config(num_train_steps=4, log_every_steps=2, eval_every_steps=4,
+                              checkpoint_every_steps=4), shapes_dir)
+  cfg.model.dtype = "bfloat16"
+  final = train.train_and_evaluate(cfg, str(tmp_path))
+  assert np.isfinite(final["loss"])
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert all(np.isfinite(r["train_loss"]) for r in rows if "train_loss" in r)

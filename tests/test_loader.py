@@ -1,0 +1,118 @@
+"""The input pipeline (loader.py): epochs, processes, exact resume, evaluation padding."""
+import os
+import subprocess
+import sys
+
+import ml_collections
+import numpy as np
+import pytest
+
+from alexnet_jax import loader, records
+import helpers
+
+N = 96
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory):
+  return helpers.indexed(str(tmp_path_factory.mktemp("indexed")), n=N)
+
+
+def data_cfg(root, train_split="train"):
+  return ml_collections.ConfigDict({"data_dir": root, "train_split": train_split})
+
+
+def indices(it, batches):
+  return np.concatenate([helpers.index_of(next(it)["image"]) for _ in range(batches)])
+
+
+def test_batches_are_uint8_squares_with_their_labels(indexed):
+  batch = next(loader.train_batches(data_cfg(indexed), 8, seed=0))
+  assert batch["image"].dtype == np.uint8 and batch["image"].shape == (8, 8, 8, 3)
+  np.testing.assert_array_equal(batch["label"], helpers.index_of(batch["image"]) % 4)
+
+
+def test_every_epoch_is_a_new_permutation_of_the_whole_split(indexed):
+  it = loader.train_batches(data_cfg(indexed), 8, seed=0)
+  first, second = indices(it, N // 8), indices(it, N // 8)
+  assert sorted(first) == sorted(second) == list(range(N))   # each epoch: every record once
+  assert not np.array_equal(first, second)                   # in a new order
+  assert not np.array_equal(first, np.arange(N))             # shuffled at all
+  # Globally: the first batch draws from the whole split, not from a block of it.
+  assert np.ptp(first[:8]) > N // 2
+
+
+def test_processes_read_disjoint_parts_of_each_epoch(indexed):
+  parts = [indices(loader.train_batches(data_cfg(indexed), 8, seed=0, process_index=p,
+                                        process_count=2), N // 16) for p in range(2)]
+  assert not set(parts[0]) & set(parts[1])
+  assert sorted(np.concatenate(parts)) == list(range(N))
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_from_the_iterator_state_is_exact(indexed, workers):
+  it = loader.train_batches(data_cfg(indexed), 8, seed=3, workers=workers)
+  indices(it, 17)                          # past the first epoch (12 batches)
+  state = it.get_state()
+  expected = indices(it, 5)
+  it.close()
+  again = loader.train_batches(data_cfg(indexed), 8, seed=3, workers=workers)
+  again.set_state(state)
+  np.testing.assert_array_equal(indices(again, 5), expected)
+  again.close()
+
+
+def test_device_iterator_state_is_that_of_the_last_batch_handed_out(indexed):
+  host = loader.train_batches(data_cfg(indexed), 8, seed=0)
+  it = loader.DeviceIterator(host, lambda b: b, ahead=2)
+  indices(it, 3)                           # 3 handed out, 2 more queued behind them
+  state = it.get_state()
+  expected = indices(it, 4)
+  again = loader.DeviceIterator(loader.train_batches(data_cfg(indexed), 8, seed=0),
+                                lambda b: b, ahead=2)
+  again.set_state(state)
+  np.testing.assert_array_equal(indices(again, 4), expected)
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_evaluation_sees_every_example_once_with_padding_masked(indexed, count):
+  spec, batch = "test[:50]", 8
+  seen, lengths = [], set()
+  for p in range(count):
+    batches = list(loader.eval_batches(data_cfg(indexed), spec, batch, process_index=p,
+                                       process_count=count))
+    lengths.add(len(batches))
+    for b in batches:
+      assert b["image"].shape[0] == batch and b["image"].dtype == np.uint8
+      seen.extend(helpers.index_of(b["image"])[b["mask"] > 0])
+  assert lengths == {loader.num_eval_batches(50, batch, count)}   # processes stay in step
+  assert sorted(seen) == list(range(50))
+
+
+def test_slices_partition_a_split_and_bad_specs_are_one_line_errors(indexed):
+  info = records.read_info(indexed)
+  assert records.resolve_split(info, "train[:90%]") == ("train", 0, 86)
+  assert records.resolve_split(info, "train[90%:]") == ("train", 86, N)
+  assert records.resolve_split(info, "test[-10:]") == ("test", 86, N)
+  with pytest.raises(ValueError, match=r"'validation' is not in the prepared dataset "
+                                       r"\(splits: test, train"):
+    records.resolve_split(info, "validation")
+  with pytest.raises(ValueError, match="is empty"):
+    records.resolve_split(info, "train[50%:10%]")
+
+
+def test_an_image_folder_is_not_prepared_data_and_the_error_says_what_to_run(tmp_path):
+  (tmp_path / "train" / "cat").mkdir(parents=True)
+  with pytest.raises(ValueError, match="python -m launch.prepare --source="):
+    loader.Split(str(tmp_path), "train")
+  with pytest.raises(ValueError, match="does not exist"):
+    loader.Split(str(tmp_path / "nowhere"), "train")
+
+
+def test_the_training_path_does_not_import_tensorflow():
+  code = ("import sys; import alexnet_jax.train, alexnet_jax.inference, alexnet_jax.features, "
+          "alexnet_jax.benchmark, alexnet_jax.synthetic, alexnet_jax.prepare; "
+          "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert out.stdout.strip() == "[]"
