@@ -70,13 +70,14 @@ class Evaluator:
           total: int | None = None, log_every: int = 0) -> dict[str, Any]:
     """{'single_crop': metrics, ['ten_crop': metrics], 'examples', 'seconds'}."""
     step = self._steps[ten_crop]
-    sums, t0 = None, time.perf_counter()
+    sums, t0, seen = None, time.perf_counter(), 0
     for i, batch in enumerate(batches):
       out = step(params, self._put(batch))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
+      seen += len(batch["label"])
       if log_every and (i + 1) % log_every == 0:
-        logging.info("evaluated batch %d/%s (%.1f s)", i + 1, total or "?",
-                     time.perf_counter() - t0)
+        logging.info("evaluated batch %d/%s: %.1f images/s", i + 1, total or "?",
+                     seen / (time.perf_counter() - t0))
     if sums is None:
       raise ValueError("the evaluation split yielded no batches")
     sums = jax.device_get(sums)

@@ -9,7 +9,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from alexnet_jax import checkpoint, train
-from test_train import shapes_dir, tiny_config, with_data  # noqa: F401 (fixture)
+from test_train import tiny_config, with_data
 
 TINY_FLAGS = ["--config=experiments/quickstart.py", "--config.batch_size=16",
               "--config.model.features=(16,32,48,48,32)", "--config.model.fc_features=(64,64)",
@@ -25,8 +25,10 @@ def launch_train(workdir, *flags):
     ({"batch_size": 6, "mesh_shape": (4, 2)}, "batch_size=6 is not divisible by the 4"),
     ({"mesh_shape": (16, 1)}, "needs 16 devices, but 8 are present"),
     ({"data.image_size": 24}, "image_size=24 is too small"),
-    ({"data.name": "no_such_dataset"}, "no_such_dataset"),
-    ({"data.name": "folder", "data.data_dir": "/no/such/dir"}, "/no/such/dir"),
+    ({"data.name": "imagenet2012"}, "data.name must be one of .* got 'imagenet2012' "
+                                    r"\(a tfds dataset or an image folder is prepared first"),
+    ({"data.name": "prepared", "data.data_dir": "/no/such/dir"},
+     "'/no/such/dir' is not a prepared dataset .* does not exist"),
     ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
     ({"data.input_scale": "raw"}, "data.input_scale must be one of"),
 ])
@@ -35,7 +37,7 @@ def test_bad_configuration_fails_before_anything_runs(tmp_path, overrides, messa
   for key, value in overrides.items():
     node, field = (cfg.data, key[5:]) if key.startswith("data.") else (cfg, key)
     node[field] = value
-  with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+  with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(cfg, str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
 
@@ -79,7 +81,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
   workdir = tmp_path / "run"
   cmd = lambda steps: launch_train(
       workdir, f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=5",
-      "--config.data.name=folder", f"--config.data.data_dir={shapes_dir}")
+      "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}")
   proc = subprocess.Popen(cmd(400), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
   try:
@@ -110,30 +112,35 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
   assert final[-1] == complete[-1] + 5
 
 
-def _copy_of(shapes_dir, tmp_path):
-  import shutil
-  root = tmp_path / "data"
-  shutil.copytree(shapes_dir, root)
-  return root
+@pytest.fixture(scope="module")
+def with_empty_class(tmp_path_factory):
+  """A small shapes folder with an empty class folder 'dog' (sorting between circle and
+  hstripes), prepared as a user's folder would be."""
+  from alexnet_jax import prepare, synthetic
+  root = tmp_path_factory.mktemp("empty_class")
+  images = synthetic.make_shapes_dataset(str(root / "images"), train_per_class=4,
+                                         test_per_class=2, size=72)
+  os.makedirs(os.path.join(images, "train", "dog"))
+  return prepare.prepare(images, str(root / "prepared"), size=72, workers=0) and str(
+      root / "prepared")
 
 
 @pytest.mark.parametrize("change,message", [
     ("num_classes=3", r"has 4 classes \(checker, circle, hstripes, vstripes\) but "
                       r"model.num_classes is 3; set --config.model.num_classes=4"),
     ("num_classes=5", "has 4 classes .* but model.num_classes is 5"),
-    ("empty class in the middle", "class folder.* with no images in training split 'train': "
-                                  "dog"),
-    ("eval_split=validation", "split 'validation' not usable"),
+    ("empty class in the middle", r"class\(es\) with no images in training split 'train': dog"),
+    ("eval_split=validation", "split 'validation' is not in the prepared dataset"),
 ])
-def test_classes_and_splits_are_checked_before_training(shapes_dir, tmp_path, change, message):
-  root = _copy_of(shapes_dir, tmp_path)
-  cfg = with_data(tiny_config(), str(root))
+def test_classes_and_splits_are_checked_before_training(shapes_dir, with_empty_class, tmp_path,
+                                                        change, message):
+  cfg = with_data(tiny_config(), shapes_dir)
   if change.startswith("num_classes"):
     cfg.model.num_classes = int(change.split("=")[1])
   elif change.startswith("eval_split"):
     cfg.data.eval_split = change.split("=")[1]
   else:
-    os.makedirs(root / "train" / "dog")       # sorts between circle and hstripes
+    cfg = with_data(tiny_config(), with_empty_class)
     cfg.model.num_classes = 5
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(cfg, str(tmp_path / "run"))

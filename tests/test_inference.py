@@ -11,30 +11,23 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import features, inference, input_pipeline, models, synthetic, train
-from experiments import quickstart
+from alexnet_jax import augment, evaluation, features, inference, loader, models, synthetic, train
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(data_dir, mesh_shape, steps):
-  cfg = quickstart.get_config()
-  cfg.model = models.model_config("small", num_classes=4, towers=2, features=(16, 32, 48, 48, 32),
-                                  fc_features=(64, 64), init_scheme="he")
-  cfg.data.name, cfg.data.data_dir = "folder", data_dir
-  cfg.batch_size = 16
-  cfg.num_train_steps = steps
-  cfg.log_every_steps = cfg.eval_every_steps = cfg.checkpoint_every_steps = 2
-  cfg.mesh_shape = mesh_shape
-  return cfg
+  return helpers.tiny_config(data_dir, mesh_shape=mesh_shape, num_train_steps=steps,
+                             log_every_steps=2, eval_every_steps=2, checkpoint_every_steps=2,
+                             eval_batches=-1)
 
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-  """4 classes x (16 train, 8 test) shapes at 72x72."""
-  return synthetic.make_shapes_dataset(str(tmp_path_factory.mktemp("data") / "shapes"),
-                                       num_classes=4, train_per_class=16, test_per_class=8,
-                                       size=72)
+  """4 classes x (16 train, 8 test) shapes as prepared 72x72 squares."""
+  return helpers.shapes(str(tmp_path_factory.mktemp("data") / "shapes"),
+                        train_per_class=16, test_per_class=8)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,9 @@ def restored(run):
 def images(tmp_path_factory, data_dir):
   """The bad-input zoo, and two good images."""
   d = tmp_path_factory.mktemp("images")
-  good = os.path.join(data_dir, "test", "circle", "0000.jpg")
+  folder = synthetic.make_shapes_dataset(str(d / "shapes"), train_per_class=1,
+                                         test_per_class=1, size=72)
+  good = os.path.join(folder, "test", "circle", "0000.jpg")
   rng = np.random.default_rng(0)
   grey = rng.integers(0, 256, (50, 90), dtype=np.uint8)
   Image.fromarray(grey).save(d / "grey.png")
@@ -89,9 +84,13 @@ def launch(module, *args):
 
 
 def direct_logits(r, images):
-  """Logits from the plain Flax model, without inference.py's batching and meshes."""
+  """Logits from the plain Flax model of model inputs, without batching or meshes."""
   model = models.create_model(r.cfg.model, r.cfg.data.image_size)
   return np.asarray(model.apply({"params": jax.device_get(r.params)}, np.asarray(images)))
+
+
+def centre_crops(r, squares, ten_crop=False):
+  return np.asarray(augment.eval_images(np.asarray(squares), r.cfg.data, ten_crop=ten_crop))
 
 
 def softmax(x):
@@ -158,13 +157,14 @@ def test_checkpoint_that_does_not_fit_the_config_names_the_layer(tmp_path, run):
 
 def test_mesh_trained_checkpoint_gives_the_same_outputs_on_one_device(run, restored, images):
   on_mesh = inference.load(run, mesh_shape=(2, 2))
-  assert dict(on_mesh.trainer.mesh.shape) == {"data": 2, "model": 2}
-  assert restored.trainer.mesh.devices.size == 1
-  x = np.stack([inference.preprocess(inference.load_image(images[k], 72), restored.cfg.data)
-                for k in ("good", "grey", "rgba")])
-  a, b = inference.logits(on_mesh, x), inference.logits(restored, x)   # padded to 4 on the mesh
-  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-  np.testing.assert_allclose(b, direct_logits(restored, x), rtol=1e-5, atol=1e-5)
+  assert dict(on_mesh.mesh.shape) == {"data": 2, "model": 2}
+  assert restored.mesh.devices.size == 1
+  x = np.stack([inference.load_image(images[k], 72) for k in ("good", "grey", "rgba")])
+  a = inference.probabilities(on_mesh, x)   # padded to 4 on the mesh
+  b = inference.probabilities(restored, x)
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(b, softmax(direct_logits(restored, centre_crops(restored, x))),
+                             rtol=1e-5, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------- predict
@@ -177,10 +177,9 @@ def test_predict_cli_reports_each_bad_file_and_predicts_the_rest(run, images, tm
   assert p.returncode == 1, p.stderr
   errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
   assert errors == [f"error: {images['missing']}: no such file",
-                    f"error: {images['text']}: not an image file (not a format that PIL or TF "
-                    f"can read)",
-                    f"error: {images['truncated']}: truncated JPEG file (its end-of-image "
-                    f"marker is missing)",
+                    f"error: {images['text']}: not an image file (not a format that PIL can "
+                    f"read)",
+                    f"error: {images['truncated']}: cannot decode JPEG: the file is truncated",
                     "error: 3 of 7 images could not be read"], p.stderr
   for k in ("good", "grey", "rgba", "big"):
     assert f"{images[k]}\n  1. " in p.stdout
@@ -209,13 +208,19 @@ def test_predict_cli_on_an_empty_workdir_is_one_clear_line(tmp_path, images):
 
 
 def test_odd_images_decode_to_rgb_and_huge_ones_shrink_first(images, monkeypatch):
-  grey = inference.load_image(images["grey"], 72)
+  grey = inference.load_image(images["grey"], 72)   # 50x90 -> the central 72x72 of 72x130
   rgba = inference.load_image(images["rgba"], 72)
-  assert grey.shape == (50, 90, 3) and grey.dtype == np.uint8
+  assert grey.shape == (72, 72, 3) and grey.dtype == np.uint8
   assert (grey[..., 0] == grey[..., 2]).all()
-  assert rgba.shape == (50, 90, 3)
-  big = inference.load_image(images["big"], 72)   # DCT-scaled to 1000, box-averaged to 166
-  assert 144 <= min(big.shape[:2]) < 300
+  assert rgba.shape == (72, 72, 3)
+  decoded = []
+  real_load = Image.Image.load
+  monkeypatch.setattr(Image.Image, "load",
+                      lambda im: decoded.append(im.size) or real_load(im))
+  big = inference.load_image(images["big"], 72)   # decoded at 1/8 scale: 1000x1000
+  monkeypatch.undo()
+  assert decoded[0] == (1000, 1000)   # the first load is the decode
+  assert big.shape == (72, 72, 3)
   np.testing.assert_allclose(big.mean((0, 1)), (200, 40, 30), atol=3)
   monkeypatch.setattr(inference, "MAX_PIXELS", 1000)
   with pytest.raises(inference.ImageError, match=r"0000.jpg: 72x72 is 5,184 pixels, more than "
@@ -227,8 +232,8 @@ def test_ten_crop_probabilities_are_the_mean_of_the_crops_softmax(restored, imag
   paths = [images["good"], images["rgba"]]
   result = inference.predict_files(restored, paths, ten_crop=True)
   for path, r in zip(paths, result):
-    crops = input_pipeline.preprocess_eval_image_ten_crop(
-        inference.load_image(path, 72), restored.cfg.data).numpy()        # [10, 64, 64, 3]
+    crops = centre_crops(restored, inference.load_image(path, 72)[None], ten_crop=True)[0]
+    assert crops.shape == (10, 64, 64, 3)
     want = softmax(direct_logits(restored, crops)).mean(0)
     got = np.zeros(4)
     for t in r["top"]:
@@ -246,12 +251,11 @@ def test_imagenet_synsets_get_wordnet_names():
 def test_evaluate_report_equals_a_direct_computation(restored, data_dir):
   report = inference.evaluate(restored, "test", ten_crop=True)
   single, ten, labels = [], [], []
-  for batch in input_pipeline.create_split(restored.cfg.data, "test", train=False,
-                                           batch_size=16, ten_crop=True).as_numpy_iterator():
+  for batch in loader.eval_batches(restored.cfg.data, "test", 16):
     real = batch["mask"] > 0
-    x = batch["image"][real]                                             # [b, 10, S, S, 3]
+    x = centre_crops(restored, batch["image"][real], ten_crop=True)      # [b, 10, S, S, 3]
     out = direct_logits(restored, x.reshape(-1, *x.shape[2:])).reshape(len(x), 10, -1)
-    single.append(out[:, inference.CENTRE_CROP])
+    single.append(out[:, evaluation.CENTRE_CROP])
     ten.append(softmax(out).mean(1))
     labels.append(batch["label"][real])
   labels = np.concatenate(labels)
@@ -317,11 +321,12 @@ def test_features_cli_exports_fc7_and_draws_the_neighbour_grid(run, restored, tm
   assert str(saved["layer"]) == "fc7_out" and (saved["features"] >= 0).all()   # post-ReLU
   assert saved["neighbour_indices"].shape == (2, 3)
   # They are the plain model's sown fc7 activations of the split's centre crops.
-  batch = next(input_pipeline.create_split(restored.cfg.data, "test", train=False,
-                                           batch_size=5).as_numpy_iterator())
+  split = loader.Split(restored.cfg.data.data_dir, "test")
+  batch = {"image": np.stack([split[i]["image"] for i in range(5)]),
+           "label": np.stack([split[i]["label"] for i in range(5)])}
   model = models.create_model(restored.cfg.model, 64)
-  _, state = model.apply({"params": jax.device_get(restored.params)}, batch["image"],
-                         mutable=["intermediates"])
+  _, state = model.apply({"params": jax.device_get(restored.params)},
+                         centre_crops(restored, batch["image"]), mutable=["intermediates"])
   np.testing.assert_allclose(saved["features"][:5], state["intermediates"]["fc7_out"][0],
                              rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(saved["labels"][:5], batch["label"])
@@ -335,9 +340,11 @@ def test_ten_crop_loss_is_finite_when_every_crop_underflows():
   finite number, not inf."""
   logits = np.zeros((2, 10, 3), np.float32)
   logits[:, :, 0] = -2000.0 - np.arange(10)        # class 0 underflows in every crop
-  batch = {"image": np.zeros((2, 10, 1, 1, 3), np.float32), "label": np.zeros(2, np.int32),
+  batch = {"image": np.zeros((2, 4, 4, 3), np.uint8), "label": np.zeros(2, np.int32),
            "mask": np.ones(2, np.float32)}
-  sums = inference._eval_sums(None, batch, apply_fn=lambda p, x, r: logits.reshape(20, 3))
+  data_cfg = helpers.tiny_config(**{"data.image_size": 4, "data.resize_size": 4}).data
+  sums = evaluation.eval_sums(None, batch, apply_fn=lambda p, x, r: logits.reshape(20, 3),
+                              data_cfg=data_cfg, ten_crop=True)
   # -log(mean_c e^(l_c) / (e^(l_c) + 2)) ~= -logsumexp(l) + log(10) + log(2)
   want = -(-2000.0 + np.log(np.exp(-np.arange(10.0)).sum())) + np.log(10) + np.log(2)
   np.testing.assert_allclose(float(sums["ten_crop"]["loss"]) / 2, want, rtol=1e-5)
@@ -357,23 +364,21 @@ def test_inference_uses_the_input_scale_the_checkpoint_was_trained_with(run, tmp
   json.dump(info, open(os.path.join(copy, "run.json"), "w"))
   r = inference.load(copy, devices=jax.local_devices()[:1], mesh_shape=(1, 1))
   assert r.cfg.data.input_scale == (saved or "standardized")
-  image = np.full((72, 72, 3), 200, np.uint8)
-  x = inference.preprocess(image, r.cfg.data)
+  image = np.full((1, 72, 72, 3), 200, np.uint8)
+  x = np.asarray(augment.eval_images(image, r.cfg.data))[0]
   want = (200 / 255 - np.array(r.cfg.data.mean)) * (255 if saved else 1 / np.array(r.cfg.data.std))
   np.testing.assert_allclose(x[0, 0], want, rtol=1e-5)
 
 
 def test_evaluate_refuses_a_folder_whose_classes_differ_from_the_run(restored, data_dir,
                                                                      tmp_path):
-  nine = tmp_path / "three_classes"
-  shutil.copytree(data_dir, nine)
-  for split in ("train", "test"):
-    shutil.rmtree(nine / split / "hstripes")
+  three = helpers.shapes(str(tmp_path / "three_classes"), num_classes=3, train_per_class=2,
+                         test_per_class=2)   # circle, hstripes, vstripes
   with pytest.raises(ValueError, match="has 3 classes but checkpoint .* trained on 4: "
-                                       "missing hstripes"):
-    inference.evaluate(restored, "test", data_dir=str(nine))
-  with pytest.raises(ValueError, match="missing hstripes"):
-    features.extract(restored, "test", data_dir=str(nine))
+                                       "missing checker"):
+    inference.evaluate(restored, "test", data_dir=three)
+  with pytest.raises(ValueError, match="missing checker"):
+    features.extract(restored, "test", data_dir=three)
 
 
 def test_predict_takes_any_file_name_makes_the_json_folder_and_checks_top(run, images,
@@ -396,4 +401,4 @@ def test_predict_takes_any_file_name_makes_the_json_folder_and_checks_top(run, i
         f"error: --top must be at least 1, got {top}")
   with pytest.raises(inference.ImageError) as e:
     inference.load_image(str(corrupt), 72)
-  assert str(e.value) == f"{corrupt}: cannot decode JPEG: the image data is corrupt"
+  assert str(e.value) == f"{corrupt}: cannot decode JPEG: the file is corrupt"
