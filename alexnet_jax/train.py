@@ -308,7 +308,7 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
       f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, **scalars}) + "\n")
 
-  key = jax.device_put(jax.random.key(cfg.seed), sharding.replicated(trainer.mesh))
+  key = jax.random.key(cfg.seed)
   window, eval_metrics = _Window(trainer, start), None
   try:
     for step in range(start, total_steps):

@@ -2,7 +2,8 @@
 
     python tests/multiprocess_worker.py PROCESS_ID NUM_PROCESSES PORT OUT_JSON WORKDIR DATA_DIR
 
-Trains 3 steps on one fixed global batch (each process feeds its own rows of it) and
+Trains 3 steps on one fixed global uint8 batch (each process feeds its own rows of it; the
+crops, flips and lighting are drawn on the device from the step's key, threefry) and
 writes the per-step losses; then runs train_and_evaluate for a few steps in WORKDIR so that
 the checkpoint is written collectively.
 """
@@ -11,6 +12,7 @@ import os
 import sys
 
 os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+os.environ["JAX_DEFAULT_PRNG_IMPL"] = "threefry2x32"   # the production PRNG, not the suite's
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
@@ -37,15 +39,17 @@ def main():
   cfg = config(data_dir)
   trainer = train.Trainer(cfg)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.normal(size=(16, 64, 64, 3)).astype(np.float32),
-           "label": rng.integers(0, 4, 16).astype(np.int32), "mask": np.ones(16, np.float32)}
+  size = cfg.data.resize_size
+  batch = {"image": rng.integers(0, 256, (16, size, size, 3), dtype=np.uint8),
+           "label": rng.integers(0, 4, 16).astype(np.int32)}
   rows = slice(pid * 16 // n, (pid + 1) * 16 // n)   # this process's part of the global batch
   local = {k: v[rows] for k, v in batch.items()}
   state = trainer.init(jax.random.key(0))
   losses = []
-  for step in range(3):
-    state, metrics = trainer.train_step(state, trainer.device_batch(local), jax.random.key(step))
-    losses.append(float(metrics["loss"]) / float(metrics["count"]))
+  for _ in range(3):
+    state, sums = trainer.train_step(state, trainer.zero_sums(), trainer.device_batch(local),
+                                     jax.random.key(7))
+    losses.append(float(sums["loss"]) / float(sums["count"]))
   final = train.train_and_evaluate(cfg, workdir)
   with open(out, "w") as f:
     json.dump({"losses": losses, "devices": jax.device_count(), "final": final}, f)

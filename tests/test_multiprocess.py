@@ -7,8 +7,6 @@ import sys
 
 import numpy as np
 
-from test_train import shapes_dir  # noqa: F401 (fixture)
-
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
 
 

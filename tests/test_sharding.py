@@ -5,10 +5,11 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import models, sharding, train
+from alexnet_jax import augment, models, sharding, train
 from experiments import default
 
-SIZE, BATCH = 67, 8
+SIZE, SQUARE, BATCH = 67, 75, 8
+KEY = jax.random.key(0, impl="threefry2x32")   # the production PRNG: sharding-invariant
 
 
 def tiny_config(mesh_shape=(1, 1), towers=2):
@@ -16,6 +17,7 @@ def tiny_config(mesh_shape=(1, 1), towers=2):
   cfg.model = models.model_config("small", num_classes=4, towers=towers, dropout=0.0,
                                   features=(16, 32, 48, 48, 32), fc_features=(64, 64))
   cfg.data.image_size = SIZE
+  cfg.data.resize_size = SQUARE
   cfg.batch_size = BATCH
   cfg.schedule = "constant"
   cfg.learning_rate = 0.05
@@ -25,23 +27,29 @@ def tiny_config(mesh_shape=(1, 1), towers=2):
 
 def batches(n=3):
   rng = np.random.default_rng(0)
-  return [{"image": rng.normal(size=(BATCH, SIZE, SIZE, 3)).astype(np.float32),
-           "label": rng.integers(0, 4, BATCH).astype(np.int32),
-           "mask": np.ones(BATCH, np.float32)} for _ in range(n)]
+  return [{"image": rng.integers(0, 256, (BATCH, SQUARE, SQUARE, 3), dtype=np.uint8),
+           "label": rng.integers(0, 4, BATCH).astype(np.int32)} for _ in range(n)]
 
 
 def single_device_reference(cfg, data):
-  """Plain model.apply and optax on one device: no mesh, no shard_map."""
+  """Plain model.apply, augmentation and optax on one device: no mesh, no shard_map."""
   model = models.create_model(cfg.model, SIZE)
   params = model.init(jax.random.key(cfg.seed), jnp.zeros((1, SIZE, SIZE, 3)))["params"]
   tx = train.paper_sgd(cfg.learning_rate, cfg.momentum, cfg.weight_decay)
   opt_state = tx.init(params)
-  loss_fn = lambda p, b: train.cross_entropy(model.apply({"params": p}, b["image"]),
-                                             b["label"], b["mask"])
-  logits = model.apply({"params": params}, data[0]["image"])
-  grads = jax.grad(loss_fn)(params, data[0])
-  for b in data:
-    updates, opt_state = tx.update(jax.grad(loss_fn)(params, b), opt_state, params)
+
+  def loss_fn(p, images, labels):
+    logits = model.apply({"params": p}, images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+  first = augment.eval_images(data[0]["image"], cfg.data)
+  logits = model.apply({"params": params}, first)
+  grads = jax.grad(loss_fn)(params, first, data[0]["label"])
+  for step, b in enumerate(data):   # the step's key as train_step derives it
+    augment_key, _ = jax.random.split(jax.random.fold_in(KEY, step))
+    images = augment.train_images(b["image"], augment_key, cfg.data)
+    updates, opt_state = tx.update(jax.grad(loss_fn)(params, images, b["label"]), opt_state,
+                                   params)
     params = optax.apply_updates(params, updates)
   return logits, grads, params
 
@@ -68,34 +76,44 @@ def test_mesh_matches_single_device(mesh_shape):
     assert state.params["fc6"]["kernel"].sharding.spec == jax.sharding.PartitionSpec(None, "model")
 
   first = trainer.device_batch(data[0])
-  logits = trainer.apply_fn(state.params, first["image"], None)
+  images = jax.jit(lambda x: augment.eval_images(x, cfg.data))(first["image"])
+  logits = trainer.apply_fn(state.params, images, None)
   assert_trees_close(logits, ref_logits, 1e-5)
-  loss_fn = lambda p: train.cross_entropy(trainer.apply_fn(p, first["image"], None),
-                                          first["label"], first["mask"])
+  loss_fn = lambda p: optax.softmax_cross_entropy_with_integer_labels(
+      trainer.apply_fn(p, images, None), first["label"]).mean()
   assert_trees_close(jax.jit(jax.grad(loss_fn))(state.params), ref_grads, 1e-5)
 
+  sums = trainer.zero_sums()
   for b in data:
-    state, metrics = trainer.train_step(state, trainer.device_batch(b), jax.random.key(0))
+    state, sums = trainer.train_step(state, sums, trainer.device_batch(b), KEY)
   assert int(state.step) == 3
   assert_trees_close(state.params, ref_params, 1e-5)
 
 
 def test_dropout_masks_differ_across_towers_and_data_shards():
+  """With the towers' weights made equal and every row the same image, the outputs differ
+  between towers (fc8's classes 0-1 vs 2-3) and between data shards only through dropout:
+  each device must draw its own masks."""
   cfg = tiny_config((2, 2))
   cfg.model.dropout = 0.5
   trainer = train.Trainer(cfg)
-  state = trainer.init(jax.random.key(0))
-  b = trainer.device_batch(batches(1)[0])
-  a1 = trainer.apply_fn(state.params, b["image"], jax.random.key(1), train=True)
-  a2 = trainer.apply_fn(state.params, b["image"], jax.random.key(2), train=True)
-  assert not np.allclose(a1, a2)
+  params = trainer.init(jax.random.key(0)).params
+  mirror = lambda x: jnp.concatenate([x[..., :x.shape[-1] // 2]] * 2, axis=-1)
+  params = jax.device_put(jax.tree.map(mirror, params), trainer.state_shardings.params)
+  image = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
+  x = jax.device_put(np.repeat(image, BATCH, 0), trainer.batch_sharding)
+  plain = np.asarray(trainer.apply_fn(params, x, None))
+  np.testing.assert_allclose(plain[:, :2], plain[:, 2:], rtol=1e-5)   # towers are equal
+  out = np.asarray(trainer.apply_fn(params, x, KEY, train=True))
+  assert not np.allclose(out[:, :2], out[:, 2:])                      # masks differ by tower
+  half = BATCH // 2                                                   # shard 0 | shard 1
+  assert not np.allclose(out[:half], out[half:])                      # and by data shard
 
 
 @pytest.mark.parametrize("mesh_shape,message", [
     ((3, 2), "needs 6 devices"),    # 6 of 8 devices is fine; 6 of 4 is not
     ((16, 1), "needs 16 devices"),
     ((2, 4), "must be 1 or model.towers=2"),
-    ((3, 1), "not divisible by the 3 data-parallel"),
 ])
 def test_bad_mesh_is_a_clear_error_before_compiling(mesh_shape, message):
   cfg = tiny_config(mesh_shape)

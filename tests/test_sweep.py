@@ -31,11 +31,11 @@ def tiny_config(data_root, **overrides):
   cfg.model = models.model_config("small", num_classes=4, towers=1,
                                   features=(16, 32, 48, 48, 32), fc_features=(64, 64),
                                   init_scheme="he")
-  cfg.data.name = "folder"
+  cfg.data.name = "prepared"
   cfg.data.data_dir = data_root
   cfg.data.image_size = 64
   cfg.data.resize_size = 64
-  cfg.data.shuffle_buffer = 64
+  cfg.data.workers = 0
   cfg.batch_size = 16
   cfg.num_train_steps = 4
   cfg.log_every_steps = 2
@@ -50,8 +50,8 @@ def tiny_config(data_root, **overrides):
 
 @pytest.fixture(scope="module")
 def shapes_dir(tmp_path_factory):
-  return synthetic.make_shapes_dataset(str(tmp_path_factory.mktemp("data") / "shapes"),
-                                       train_per_class=24, test_per_class=8, size=64)
+  return synthetic.make_prepared_shapes(str(tmp_path_factory.mktemp("data") / "shapes"),
+                                        train_per_class=24, test_per_class=8, size=64)
 
 
 def metric_lines(workdir):
