@@ -41,6 +41,7 @@ calling `prepare` with workers > 1 needs the usual `if __name__ == "__main__":` 
 """
 from __future__ import annotations
 
+import collections
 import hashlib
 import io
 import itertools
@@ -61,6 +62,7 @@ from alexnet_jax import records
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
 SKIPPED_FILE = "skipped.txt"
+IN_FLIGHT = 512   # images being decoded at once, at most: enough for 64+ workers
 
 # An input: (name for the skipped list, label, a file path or the encoded image bytes).
 Item = tuple[str, int, "str | bytes"]
@@ -268,11 +270,19 @@ def _results(pool, items: Iterable[Item], options: dict) -> Iterator:
           for item in items)
   if pool is None:
     return itertools.starmap(_work, args)
-  return pool.imap(_star_work, args, chunksize=8)
+  return _bounded_map(pool, args, window=IN_FLIGHT)
 
 
-def _star_work(args):
-  return _work(*args)
+def _bounded_map(pool, args: Iterable[tuple], window: int) -> Iterator:
+  """`pool.imap(_work)` in order, with at most `window` items in flight: imap would read the
+  whole source ahead into memory (all of ImageNet's bytes, for a tfds source)."""
+  pending = collections.deque()
+  for arg in args:
+    pending.append(pool.apply_async(_work, arg))
+    if len(pending) >= window:
+      yield pending.popleft().get()
+  while pending:
+    yield pending.popleft().get()
 
 
 def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
