@@ -54,6 +54,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from absl import logging
+from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
@@ -250,7 +251,6 @@ def _is_done(out: str, name: str, shard: Shard, options: dict) -> bool:
 def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: dict,
                  num_classes: int) -> None:
   """Writes `<name>.tmp`, then the sidecar, then renames the shard into place."""
-  from array_record.python.array_record_module import ArrayRecordWriter  # pylint: disable=import-outside-toplevel
   counts, skipped = [0] * num_classes, []
   writer = ArrayRecordWriter(os.path.join(out, name + ".tmp"), WRITER_OPTIONS)
   for item_name, label, payload, reason in results:
