@@ -1,0 +1,49 @@
+"""Prepares a dataset once as fixed-size squares (§2) for training: `alexnet_jax.prepare`.
+
+    python -m launch.prepare --source=~/data/flowers --out=~/data/flowers-256
+    python -m launch.prepare --source=tfds:imagenet2012 --tfds_data_dir=~/tensorflow_datasets \\
+        --out=~/data/imagenet-256
+    python -m launch.prepare --source=tfds:cifar10 --out=~/data/cifar10-32   # --size=32
+    python -m launch.prepare --source=~/data/photos --out=~/data/photos-jpeg --encoding=jpeg
+
+A folder source is `<root>/<split>/<class>/<image>`. Rerunning the same command resumes an
+interrupted run, or says there is nothing to do; files that do not decode are skipped and
+listed in `<out>/skipped.txt`. Train on it with `--config.data.data_dir=<out>`.
+"""
+from absl import app, flags
+
+from alexnet_jax import cli, prepare
+
+_SOURCE = flags.DEFINE_string("source", None, "Image folder <root>/<split>/<class>/<image>, "
+                              "or tfds:<name> (already prepared in --tfds_data_dir).")
+_OUT = flags.DEFINE_string("out", None, "Folder to write the prepared dataset to.")
+_SIZE = flags.DEFINE_integer("size", None, "Side of the stored squares (§2); default 256, "
+                             "32 for tfds:cifar10 and tfds:cifar100.")
+_ENCODING = flags.DEFINE_enum("encoding", "raw", ["raw", "jpeg"],
+                              "raw: uint8 pixels (fast to read); jpeg: ~8x smaller on disk.")
+_JPEG_QUALITY = flags.DEFINE_integer("jpeg_quality", 95, "JPEG quality, with --encoding=jpeg.")
+_SPLITS = flags.DEFINE_list("splits", None, "tfds splits to write (default: all).")
+_TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir of the source.")
+_WORKERS = flags.DEFINE_integer("workers", None, "Decoding processes (default: CPU count).")
+_PER_SHARD = flags.DEFINE_integer("examples_per_shard", 1024, "Examples per shard.")
+
+SMALL = ("tfds:cifar10", "tfds:cifar100")
+
+
+def main(argv):
+  cli.quiet_library_logs()
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  size = _SIZE.value or (32 if _SOURCE.value in SMALL else 256)
+  try:
+    prepare.prepare(_SOURCE.value, _OUT.value, size=size, encoding=_ENCODING.value,
+                    jpeg_quality=_JPEG_QUALITY.value, splits=_SPLITS.value,
+                    tfds_data_dir=_TFDS_DATA_DIR.value, workers=_WORKERS.value,
+                    examples_per_shard=_PER_SHARD.value)
+  except (ValueError, OSError) as e:
+    cli.fail(e)
+
+
+if __name__ == "__main__":
+  flags.mark_flags_as_required(["source", "out"])
+  cli.run(main)
