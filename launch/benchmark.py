@@ -23,9 +23,10 @@ from alexnet_jax import benchmark, cli, synthetic
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
     lock_config=True)
-_WHAT = flags.DEFINE_multi_enum(
-    "what", ["train", "lrn", "gemm"], ["train", "loop", "input", "lrn", "gemm"],
-    "What to measure (repeat the flag or use commas).")
+MODES = ("train", "loop", "input", "lrn", "gemm")
+_WHAT = flags.DEFINE_list("what", ["train", "lrn", "gemm"], f"What to measure: {', '.join(MODES)}.")
+flags.register_validator("what", lambda v: set(v) <= set(MODES),
+                         f"--what takes a comma-separated list of {', '.join(MODES)}")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed repeats first.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is reported); "
                                 "loop and input time 4x this many batches.")
@@ -50,7 +51,7 @@ def _with_data(cfg, tmp: str):
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  what = {w for value in _WHAT.value for w in value.split(",")}
+  what = set(_WHAT.value)
   results = {"devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
              "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
              "preset": cfg.model.preset, "lrn": cfg.model.lrn, "towers": cfg.model.towers,

@@ -91,15 +91,21 @@ def test_mesh_matches_single_device(mesh_shape):
 
 
 def test_dropout_masks_differ_across_towers_and_data_shards():
-  """With the towers' weights made equal and every row the same image, the outputs differ
-  between towers (fc8's classes 0-1 vs 2-3) and between data shards only through dropout:
-  each device must draw its own masks."""
+  """With the towers' weights made equal (fc8's classes 0-1 reading tower 0's fc7 half and
+  2-3 tower 1's) and every row the same image, the outputs differ between towers and
+  between data shards only through dropout: each device must draw its own masks."""
   cfg = tiny_config((2, 2))
   cfg.model.dropout = 0.5
   trainer = train.Trainer(cfg)
   params = trainer.init(jax.random.key(0)).params
   mirror = lambda x: jnp.concatenate([x[..., :x.shape[-1] // 2]] * 2, axis=-1)
-  params = jax.device_put(jax.tree.map(mirror, params), trainer.state_shardings.params)
+  params = jax.tree.map(mirror, params)
+  # fc8: classes 0-1 read only tower 0's half of fc7, classes 2-3 only tower 1's (fc7's
+  # halves are equal but for their dropout masks).
+  k = params["fc8"]["kernel"]
+  n = k.shape[0] // 2
+  params["fc8"]["kernel"] = k.at[n:, :2].set(0.0).at[:n, 2:].set(0.0).at[n:, 2:].set(k[:n, :2])
+  params = jax.device_put(params, trainer.state_shardings.params)
   image = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
   x = jax.device_put(np.repeat(image, BATCH, 0), trainer.batch_sharding)
   plain = np.asarray(trainer.apply_fn(params, x, None))
