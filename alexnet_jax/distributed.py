@@ -1,7 +1,7 @@
 """Joining a multi-process job through JAX's own runtime (`jax.distributed`).
 
 Each process then sees every device of the job in `jax.devices()`, feeds only its own slice
-of the global batch (`input_pipeline.create_split(process_index=, process_count=)`), and
+of the global batch (`loader.train_batches(process_index=, process_count=)`), and
 takes part in orbax's collective checkpoint writes; only process 0 writes logs.
 """
 from __future__ import annotations

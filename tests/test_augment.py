@@ -33,15 +33,17 @@ def tolerance(c):
 
 @pytest.fixture(scope="module")
 def ip():
-  """The tf.data pipeline, while it still exists (it is being replaced by this module)."""
-  return pytest.importorskip("alexnet_jax.input_pipeline")
+  """The retired tf.data pipeline's maths (tests/tf_reference.py), on TensorFlow's ops."""
+  pytest.importorskip("tensorflow")
+  import tf_reference  # pylint: disable=import-outside-toplevel
+  return tf_reference
 
 
 # ---------------------------------------------------------------------------------------------
 # 1. The same maths as the tf.data pipeline.
 
 def tf_train(ip, image, seed, c):
-  """input_pipeline._train_preprocess on one image, and the draws it made (recomputed with
+  """tf_reference._train_preprocess on one image, and the draws it made (recomputed with
   the same stateless calls): (output, top, left, flip, alpha)."""
   import tensorflow as tf  # pylint: disable=import-outside-toplevel
   seed = tf.constant(seed, tf.int64)

@@ -121,8 +121,8 @@ def with_empty_class(tmp_path_factory):
   images = synthetic.make_shapes_dataset(str(root / "images"), train_per_class=4,
                                          test_per_class=2, size=72)
   os.makedirs(os.path.join(images, "train", "dog"))
-  return prepare.prepare(images, str(root / "prepared"), size=72, workers=0) and str(
-      root / "prepared")
+  prepare.prepare(images, str(root / "prepared"), size=72, workers=0)
+  return str(root / "prepared")
 
 
 @pytest.mark.parametrize("change,message", [

@@ -1,8 +1,15 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from alexnet_jax import visualize
-from test_train import shapes_dir, tiny_config, with_data  # noqa: F401 (fixture)
+from test_train import tiny_config, with_data
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_kernel_grid_places_each_tower_in_its_own_block():
@@ -23,14 +30,21 @@ def test_kernel_grid_rejects_non_rgb():
     visualize.kernel_grid(np.zeros((5, 5, 64, 64)), towers=1)
 
 
-def test_figure_from_a_two_tower_checkpoint(shapes_dir, tmp_path):
-  import jax
-  from alexnet_jax import inference, train
+def test_launch_visualize_draws_a_two_tower_checkpoints_conv1(shapes_dir, tmp_path):
+  """The entry point on a trained workdir: a PNG of the kernel grid's shape (plus the
+  title), with the kernels' colours in it, not a blank canvas."""
+  from alexnet_jax import train
   cfg = with_data(tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2),
                   shapes_dir)
   train.train_and_evaluate(cfg, str(tmp_path))
-  restored = inference.load(str(tmp_path), "latest", devices=jax.local_devices()[:1])
-  kernel = np.asarray(restored.params["conv1"]["kernel"])
-  assert kernel.shape == (11, 11, 3, 16)
-  visualize.save_kernel_figure(kernel, restored.cfg.model.towers, str(tmp_path / "k.png"))
-  assert (tmp_path / "k.png").stat().st_size > 1000
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run([sys.executable, "-m", "launch.visualize", f"--workdir={tmp_path}"],
+                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with Image.open(tmp_path / "conv1_kernels.png") as im:
+    pixels = np.asarray(im.convert("RGB"), np.float32)
+  grid = visualize.kernel_grid(np.zeros((11, 11, 3, 16)), towers=2)   # 16 kernels, 2 towers
+  ratio = pixels.shape[0] / pixels.shape[1]
+  want = grid.shape[0] / grid.shape[1]
+  assert want < ratio < want + 0.5, (ratio, want)   # the title adds a little height
+  assert pixels.std(axis=(0, 1)).min() > 5          # colourful kernels, not a blank figure
