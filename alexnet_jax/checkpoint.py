@@ -18,11 +18,13 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from alexnet_jax import workdir as workdir_lib
+
 EVAL_METRIC = "eval_top1_error"
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(os.path.abspath(workdir), "checkpoints")
+  return workdir_lib.checkpoint_dir(workdir)
 
 
 def create_manager(workdir: str, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:

@@ -41,6 +41,7 @@ from PIL import Image, ImageFile
 
 from alexnet_jax import (augment, checkpoint, evaluation, loader, models, prepare,
                          sharding)
+from alexnet_jax import workdir as workdir_lib
 
 MAX_PIXELS = 100_000_000   # 100 megapixels, e.g. 10000x10000; larger images are refused
 _SYNSET = re.compile(r"n\d{8}")
@@ -78,23 +79,7 @@ def _tuples(tree):
   return tree
 
 
-def read_run_info(workdir: str) -> dict:
-  """run.json of a training workdir; FileNotFoundError naming the folder if it has none."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if not os.path.isdir(workdir):
-    raise FileNotFoundError(f"workdir {workdir} does not exist")
-  path = os.path.join(workdir, "run.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"workdir {workdir} has no run.json: not a training workdir "
-                            "(launch.train writes run.json and checkpoints/ there)")
-  try:
-    with open(path) as f:
-      info = json.load(f)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON: {e}") from None
-  if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
-    raise ValueError(f"{path} has no 'config' object")
-  return info
+read_run_info = workdir_lib.read_run_info
 
 
 def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
@@ -117,20 +102,11 @@ def eval_errors(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[in
     metrics = manager.metadata(step).metrics or {}
     if checkpoint.EVAL_METRIC in metrics:
       errors[step] = float(metrics[checkpoint.EVAL_METRIC])
-  path = os.path.join(workdir, "metrics.jsonl")
-  if os.path.isfile(path):
-    logged = {}
-    with open(path) as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-        except json.JSONDecodeError:
-          continue   # a line cut short by a crash
-        if "eval_top1_error" in record and "step" in record:
-          logged[int(record["step"])] = float(record["eval_top1_error"])
-    for step in steps:
-      if step not in errors and step in logged:
-        errors[step] = logged[step]
+  logged = {int(r["step"]): float(r["eval_top1_error"])
+            for r in workdir_lib.read_metrics(workdir) if "eval_top1_error" in r}
+  for step in steps:
+    if step not in errors and step in logged:
+      errors[step] = logged[step]
   return errors
 
 
@@ -437,10 +413,6 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   }
 
 
-def _file_safe(text: str) -> str:
-  return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
 def check_data_classes(restored: Restored, data_cfg) -> None:
   """ValueError when a dataset's classes are not the ones the checkpoint was trained on
   (the same names in the same order), so that labels mean the same thing."""
@@ -457,17 +429,8 @@ def check_data_classes(restored: Restored, data_cfg) -> None:
                    f"{restored.workdir} was trained on {len(restored.class_names)}: {detail}")
 
 
-def report_path(workdir: str, data: dict, split: str, step: int, ten_crop: bool) -> str:
-  """<workdir>/eval_<data>_<split>_<step>[_10crop].json: <data> is the prepared dataset's
-  folder name, so that evaluations of other datasets never overwrite each other."""
-  source = os.path.basename(os.path.normpath(data["data_dir"])) or data["name"]
-  name = "_".join(_file_safe(p) or "x" for p in (source, split))
-  return os.path.join(workdir, f"eval_{name}_{step}{'_10crop' if ten_crop else ''}.json")
-
-
 def write_report(report: dict, ten_crop: bool) -> str:
-  path = report_path(report["workdir"], report["data"], report["split"], report["step"],
-                     ten_crop)
-  with open(path, "w") as f:
-    json.dump(report, f, indent=1)
+  path = workdir_lib.report_path(report["workdir"], report["data"]["data_dir"], report["split"],
+                                 report["step"], ten_crop)
+  workdir_lib.write_json_atomic(path, report)
   return path

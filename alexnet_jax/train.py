@@ -201,10 +201,9 @@ def _code_revision() -> str:
 
 def write_run_info(cfg, workdir: str, class_names: list[str]) -> None:
   """The resolved config, the code revision and the class names, for predict/evaluate."""
-  info = {"config": json.loads(cfg.to_json_best_effort()), "revision": _code_revision(),
-          "class_names": class_names}
-  with open(os.path.join(workdir, "run.json"), "w") as f:
-    json.dump(info, f, indent=1)
+  workdir_lib.write_run_info(workdir, {
+      "config": json.loads(cfg.to_json_best_effort()), "revision": _code_revision(),
+      "class_names": class_names})
 
 
 class LossIsNotFinite(RuntimeError):
@@ -278,7 +277,7 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     state, meta = checkpoint.restore(manager, start, trainer.abstract_state, batches)
     logging.info("resumed from checkpoint %d in %s", start, manager.directory)
   if is_chief:   # rows logged after the checkpoint are logged again as training redoes them
-    _trim_metrics(os.path.join(workdir, "metrics.jsonl"), start)
+    workdir_lib.trim_metrics(workdir, start)
   logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d, "
                "%d loader workers", total_steps, steps_per_epoch, n_train,
                dict(trainer.mesh.shape), cfg.batch_size, workers)
@@ -305,8 +304,8 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     if not is_chief:
       return
     writer.scalars(step, scalars)
-    with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-      f.write(json.dumps({"step": step, "epoch": step / steps_per_epoch, **scalars}) + "\n")
+    workdir_lib.append_metrics(workdir, {"step": step, "epoch": step / steps_per_epoch,
+                                         **scalars})
 
   key = jax.random.key(cfg.seed)
   window, eval_metrics = _Window(trainer, start), None
@@ -342,25 +341,6 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     if writer:
       writer.close()
   return eval_metrics
-
-
-def _trim_metrics(path: str, last_step: int) -> None:
-  """Drops the records of steps after `last_step` from metrics.jsonl (atomically)."""
-  if not os.path.isfile(path):
-    return
-  with open(path) as f:
-    lines = f.readlines()
-  kept = []
-  for line in lines:
-    try:
-      if json.loads(line)["step"] <= last_step:
-        kept.append(line if line.endswith("\n") else line + "\n")
-    except (json.JSONDecodeError, KeyError, TypeError):
-      continue   # a line cut short by a crash
-  if len(kept) != len(lines):
-    with open(path + ".tmp", "w") as f:
-      f.writelines(kept)
-    os.replace(path + ".tmp", path)
 
 
 def _plateau(trainer, state, meta, error, cfg):

@@ -50,7 +50,7 @@ def save_kernel_figure(kernel: np.ndarray, towers: int, path: str, title: str = 
 def save_training_curves(curves: dict[str, list[dict]], path: str, title: str = "") -> None:
   """Training loss and validation top-1 error against epoch, one line per run.
 
-  `curves` maps a run's label to its metrics.jsonl records (`sweep.read_metrics`).
+  `curves` maps a run's label to its metrics.jsonl records (`workdir.read_metrics`).
   """
   import matplotlib   # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")

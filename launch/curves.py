@@ -6,7 +6,8 @@ import os
 
 from absl import flags
 
-from alexnet_jax import cli, sweep, visualize
+from alexnet_jax import cli, visualize
+from alexnet_jax import workdir as workdir_lib
 
 _OUT = flags.DEFINE_string("out", "curves.png", "PNG to write.")
 _LABELS = flags.DEFINE_list("labels", None, "One label per workdir (default: folder names).")
@@ -22,7 +23,7 @@ def main(argv):
     raise SystemExit(f"error: {len(labels)} labels for {len(workdirs)} workdirs")
   curves = {}
   for label, workdir in zip(labels, workdirs):
-    records = sweep.read_metrics(workdir)
+    records = workdir_lib.read_metrics(workdir)
     if not records:
       raise SystemExit(f"error: {workdir} has no metrics.jsonl records")
     curves[label] = records

@@ -13,7 +13,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import cli, sweep
+from alexnet_jax import cli, sweep, sweep_report
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/cifar10.py",
                                           "Base experiment config file.", lock_config=True)
@@ -53,9 +53,9 @@ def main(argv):
     except (ValueError, OSError) as e:
       cli.fail(e)
   title = os.path.splitext(os.path.basename(_SWEEP.value))[0] + " sweep"
-  rows = sweep.write_reports(runs, _ROOT.value, title, thresholds,
+  rows = sweep_report.write_reports(runs, _ROOT.value, title, thresholds,
                              notes=(definition.__doc__ or "").strip())
-  print(sweep.markdown_table(rows, thresholds))
+  print(sweep_report.markdown_table(rows, thresholds))
 
 
 if __name__ == "__main__":

@@ -167,6 +167,18 @@ def test_mesh_trained_checkpoint_gives_the_same_outputs_on_one_device(run, resto
                              rtol=1e-5, atol=1e-6)
 
 
+def test_a_4x2_trained_checkpoint_restores_on_one_device_with_the_same_outputs(
+    data_dir, images, tmp_path):
+  workdir = str(tmp_path / "run42")
+  train.train_and_evaluate(tiny_config(data_dir, (4, 2), 2), workdir)
+  on_mesh = inference.load(workdir, mesh_shape=(4, 2))
+  single = inference.load(workdir, mesh_shape=(1, 1), devices=jax.devices()[:1])
+  assert dict(on_mesh.mesh.shape) == {"data": 4, "model": 2} and single.mesh.devices.size == 1
+  x = np.stack([inference.load_image(images[k], 72) for k in ("good", "grey", "rgba")])
+  np.testing.assert_allclose(inference.probabilities(on_mesh, x),
+                             inference.probabilities(single, x), rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------------------------- predict
 
 def test_predict_cli_reports_each_bad_file_and_predicts_the_rest(run, images, tmp_path):

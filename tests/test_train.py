@@ -172,3 +172,25 @@ def test_bfloat16_training_runs_end_to_end(shapes_dir, tmp_path):
   assert np.isfinite(final["loss"])
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert all(np.isfinite(r["train_loss"]) for r in rows if "train_loss" in r)
+
+
+def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
+  """§5's divide-by-10: the count of evaluations without improvement and the best error are
+  in the checkpoint, so a run stopped between two bad evaluations still divides the rate."""
+  def cfg(steps):
+    c = with_data(tiny_config(num_train_steps=steps, eval_every_steps=2,
+                              checkpoint_every_steps=2, log_every_steps=2, eval_batches=1,
+                              schedule="plateau", plateau_patience=2, learning_rate=1e-9),
+                  shapes_dir)
+    return c   # lr ~0: the error never improves, so every evaluation after the first is bad
+
+  train.train_and_evaluate(cfg(4), str(tmp_path))   # evaluations at 2 (best) and 4 (bad)
+  manager = checkpoint.create_manager(str(tmp_path), read_only=True)
+  assert checkpoint.restore_meta(manager, 4)["bad_evals"] == 1
+  train.train_and_evaluate(cfg(6), str(tmp_path))   # resumed: 6 is the second bad one
+  manager = checkpoint.create_manager(str(tmp_path), read_only=True)
+  state, meta = checkpoint.restore(manager, 6, train.Trainer(cfg(6)).abstract_state)
+  assert meta["bad_evals"] == 0
+  assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(1e-10)
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in rows if "eval_top1_error" in r] == [2, 4, 6]
