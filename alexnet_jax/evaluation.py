@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from absl import logging
+from tqdm import tqdm
 
 from alexnet_jax import augment
 
@@ -67,11 +68,14 @@ class Evaluator:
         for ten in (False, True)}
 
   def run(self, params, batches: Iterable[dict], *, ten_crop: bool = False,
-          total: int | None = None, log_every: int = 0) -> dict[str, Any]:
-    """{'single_crop': metrics, ['ten_crop': metrics], 'examples', 'seconds'}."""
+          total: int | None = None, log_every: int = 0, progress: bool = False
+          ) -> dict[str, Any]:
+    """{'single_crop': metrics, ['ten_crop': metrics], 'examples', 'seconds'}; with
+    `progress`, a progress bar on stderr."""
     step = self._steps[ten_crop]
     sums, t0, seen = None, time.perf_counter(), 0
-    for i, batch in enumerate(batches):
+    bar = tqdm(batches, total=total, disable=not progress, desc="evaluate", unit="batch")
+    for i, batch in enumerate(bar):
       out = step(params, self._put(batch))
       sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
       seen += len(batch["label"])

@@ -15,9 +15,10 @@ from typing import Sequence
 import jax
 import numpy as np
 from absl import logging
+from tqdm import tqdm
 
 from alexnet_jax import augment, loader, models
-from alexnet_jax.inference import Restored, check_data_classes, readable_names
+from alexnet_jax.inference import Restored, readable_names
 
 
 def feature_layer(model_cfg) -> str:
@@ -55,21 +56,21 @@ def make_feature_fn(restored: Restored):
 
 
 def extract(restored: Restored, split: str, *, data_dir: str | None = None,
-            keep_images: int = 0, log_every: int = 50) -> dict:
+            keep_images: int = 0, log_every: int = 50, progress: bool = False) -> dict:
   """Features of every example of `split`, in the evaluation order.
 
   Returns {'features': float32 [N, D], 'labels': int32 [N], 'images': uint8 [K, S, S, 3]
   (the first `keep_images` centre crops, for display), 'layer': the sown name}.
   """
   cfg = restored.cfg
-  data_cfg = cfg.data.copy_and_resolve_references()
-  if data_dir:
-    data_cfg.data_dir = data_dir
-  check_data_classes(restored, data_cfg)
+  data_cfg = restored.data_config(data_dir)
   fn = make_feature_fn(restored)
   feats, labels, images = [], [], []
   kept, t0 = 0, time.perf_counter()
-  for i, batch in enumerate(loader.eval_batches(data_cfg, split, cfg.batch_size)):
+  total = loader.num_eval_batches(loader.num_examples(data_cfg, split), cfg.batch_size)
+  batches = tqdm(loader.eval_batches(data_cfg, split, cfg.batch_size), total=total,
+                 disable=not progress, desc=f"features of {split}", unit="batch")
+  for i, batch in enumerate(batches):
     real = batch["mask"] > 0
     images_in = restored.put({"image": batch["image"]})["image"]
     out = np.asarray(jax.device_get(fn(restored.params, images_in)))
@@ -160,9 +161,7 @@ def neighbour_grid(restored: Restored, query: dict, train: dict, train_split: st
   nearest examples of `train` (from `extract`); writes the PNG, returns (indices, distances)."""
   k = min(queries, len(query["images"]))
   idx, dist = nearest(query["features"][:k], train["features"], neighbours)
-  data_cfg = restored.cfg.data.copy_and_resolve_references()
-  if data_dir:
-    data_cfg.data_dir = data_dir
+  data_cfg = restored.data_config(data_dir)
   flat = images_at(data_cfg, train_split, idx.reshape(-1), restored.cfg.batch_size)
   names = readable_names(restored.class_names)
   save_grid(path, query["images"][:k], flat.reshape(*idx.shape, *flat.shape[1:]),

@@ -69,6 +69,15 @@ class Restored:
   def put(self, batch: dict) -> dict:
     return sharding.put_batch(self.batch_sharding, batch)
 
+  def data_config(self, data_dir: str | None = None):
+    """The run's `data` config, reading `data_dir` instead when given; ValueError when its
+    classes are not the ones this checkpoint was trained on."""
+    data_cfg = self.cfg.data.copy_and_resolve_references()
+    if data_dir:
+      data_cfg.data_dir = data_dir
+    check_data_classes(self, data_cfg)
+    return data_cfg
+
 
 def _tuples(tree):
   """JSON lists back to the tuples that the configs use."""
@@ -384,17 +393,14 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
 # -------------------------------------------------------------------------- evaluation
 
 def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
-             data_dir: str | None = None, log_every: int = 50) -> dict:
+             data_dir: str | None = None, log_every: int = 50, progress: bool = False) -> dict:
   """Top-1/top-5 error (and loss) on a split of a prepared dataset: a JSON-able report.
 
   One pass: with ten_crop, the single-crop numbers come from the centre crop of the same
   batches. Logs progress every `log_every` batches.
   """
   cfg = restored.cfg
-  data_cfg = cfg.data.copy_and_resolve_references()
-  if data_dir:
-    data_cfg.data_dir = data_dir
-  check_data_classes(restored, data_cfg)
+  data_cfg = restored.data_config(data_dir)
   num = loader.num_examples(data_cfg, split)
   total = loader.num_eval_batches(num, cfg.batch_size)
   logging.info("evaluating checkpoint %d on %s (%d examples, %d batches of %d%s)",
@@ -402,7 +408,7 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
                ", ten crops" if ten_crop else "")
   batches = loader.eval_batches(data_cfg, split, cfg.batch_size)
   result = restored.evaluator.run(restored.params, batches, ten_crop=ten_crop, total=total,
-                                  log_every=log_every)
+                                  log_every=log_every, progress=progress)
   return {
       "workdir": restored.workdir, "step": restored.step, "split": split,
       "data": {"name": data_cfg.name, "data_dir": data_cfg.data_dir,

@@ -169,6 +169,8 @@ def run_sweep(base_cfg: ml_collections.ConfigDict, runs: Sequence[Run], root: st
               ) -> list[dict]:
   """Runs every run without a result.json, in order; returns all runs' results."""
   train_fn = train_fn or train.train_and_evaluate
+  for run in runs:   # every variant's configuration errors before the first one trains
+    train.validate(run_config(base_cfg, run))
   os.makedirs(root, exist_ok=True)
   results = []
   for i, run in enumerate(runs):

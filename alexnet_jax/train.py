@@ -248,99 +248,124 @@ class _Window:
     return evaluation.normalize(sums), lr, rate
 
 
-def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  cfg = data.resolve(cfg, workdir)   # generated datasets ('shapes') are made here
-  class_names = data.check_classes(cfg.data, cfg.model.num_classes)   # before compiling
-  n_train = loader.num_examples(cfg.data, cfg.data.train_split)
-  steps_per_epoch = max(1, n_train // cfg.batch_size)
-  trainer = Trainer(cfg, steps_per_epoch)
-  total_steps = num_train_steps(cfg, steps_per_epoch)
-  is_chief = jax.process_index() == 0
-  if is_chief:
-    write_run_info(cfg, workdir, class_names)
-  writer = events.ScalarWriter(workdir) if is_chief else None
-  manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
+class _Run:
+  """One run's set-up and side effects (data, logs, evaluations, checkpoints), so that the
+  loop in `_train_and_evaluate` reads as the paper's procedure."""
 
-  local_batch = cfg.batch_size // jax.process_count()
-  workers = data.num_workers(cfg.data)
-  batches = loader.DeviceIterator(
-      loader.train_batches(cfg.data, local_batch, seed=cfg.seed,
-                           process_index=jax.process_index(),
-                           process_count=jax.process_count(), workers=workers),
-      trainer.device_batch, ahead=2)
-  meta = {"best_eval_error": None, "bad_evals": 0}
-  start = manager.latest_step()
-  if start is None:
-    state = trainer.init(jax.random.key(cfg.seed))
-    start = 0
-  else:
-    state, meta = checkpoint.restore(manager, start, trainer.abstract_state, batches)
-    logging.info("resumed from checkpoint %d in %s", start, manager.directory)
-  if is_chief:   # rows logged after the checkpoint are logged again as training redoes them
-    workdir_lib.trim_metrics(workdir, start)
-  logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d, "
-               "%d loader workers", total_steps, steps_per_epoch, n_train,
-               dict(trainer.mesh.shape), cfg.batch_size, workers)
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+    self.cfg, self.workdir = cfg, workdir
+    class_names = data.check_classes(cfg.data, cfg.model.num_classes)   # before compiling
+    self.n_train = loader.num_examples(cfg.data, cfg.data.train_split)
+    self.steps_per_epoch = max(1, self.n_train // cfg.batch_size)
+    self.total_steps = num_train_steps(cfg, self.steps_per_epoch)
+    self.trainer = Trainer(cfg, self.steps_per_epoch)
+    self.is_chief = jax.process_index() == 0
+    if self.is_chief:
+      write_run_info(cfg, workdir, class_names)
+    self.writer = events.ScalarWriter(workdir) if self.is_chief else None
+    self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
+    self.local_batch = cfg.batch_size // jax.process_count()
+    self.workers = data.num_workers(cfg.data)
+    self.batches = loader.DeviceIterator(
+        loader.train_batches(cfg.data, self.local_batch, seed=cfg.seed,
+                             process_index=jax.process_index(),
+                             process_count=jax.process_count(), workers=self.workers),
+        self.trainer.device_batch, ahead=2)
 
-  def errors(metrics):   # top-5 error says something only with more than 5 classes
-    top5 = (f" top-5 error {metrics['top5_error']:.4f}" if cfg.model.num_classes > 5 else "")
+  def start(self) -> tuple[int, TrainState, dict]:
+    """(step, state, meta): a fresh state, or the latest checkpoint's with the loader's
+    position; metrics.jsonl rows logged after that checkpoint are dropped (redone)."""
+    step = self.manager.latest_step()
+    if step is None:
+      step, meta = 0, {"best_eval_error": None, "bad_evals": 0}
+      state = self.trainer.init(jax.random.key(self.cfg.seed))
+    else:
+      state, meta = checkpoint.restore(self.manager, step, self.trainer.abstract_state,
+                                       self.batches)
+      logging.info("resumed from checkpoint %d in %s", step, self.manager.directory)
+    if self.is_chief:
+      workdir_lib.trim_metrics(self.workdir, step)
+    logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d, "
+                 "%d loader workers", self.total_steps, self.steps_per_epoch, self.n_train,
+                 dict(self.trainer.mesh.shape), self.cfg.batch_size, self.workers)
+    return step, state, meta
+
+  def errors(self, metrics: dict) -> str:   # top-5 error says something only above 5 classes
+    top5 = (f" top-5 error {metrics['top5_error']:.4f}"
+            if self.cfg.model.num_classes > 5 else "")
     return f"loss {metrics['loss']:.4f} top-1 error {metrics['top1_error']:.4f}{top5}"
 
-  def run_eval(step, keep=True):
-    eval_data = loader.eval_batches(
-        cfg.data, cfg.data.eval_split, local_batch, process_index=jax.process_index(),
-        process_count=jax.process_count(), workers=workers)
+  def record(self, step: int, scalars: dict) -> None:
+    """TensorBoard, and one JSON line per record in metrics.jsonl for scripts."""
+    if self.is_chief:
+      self.writer.scalars(step, scalars)
+      workdir_lib.append_metrics(self.workdir, {
+          "step": step, "epoch": step / self.steps_per_epoch, **scalars})
+
+  def log(self, window: _Window, done: int) -> None:
+    window.check_finite(done, self.manager)
+    metrics, lr, rate = window.close(done, self.cfg.batch_size)
+    eta = (self.total_steps - done) * self.cfg.batch_size / rate
+    logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, self.total_steps,
+                 self.errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+    self.record(done, {**{f"train_{k}": v for k, v in metrics.items()},
+                       "learning_rate": lr, "images_per_second": rate})
+
+  def evaluate(self, params, step: int, keep: bool = True) -> dict:
+    cfg = self.cfg
+    batches = loader.eval_batches(
+        cfg.data, cfg.data.eval_split, self.local_batch, process_index=jax.process_index(),
+        process_count=jax.process_count(), workers=self.workers)
     if cfg.eval_batches >= 0:
-      eval_data = itertools.islice(eval_data, cfg.eval_batches)
-    report = trainer.evaluator.run(state.params, eval_data)
+      batches = itertools.islice(batches, cfg.eval_batches)
+    report = self.trainer.evaluator.run(params, batches)
     metrics = report["single_crop"]
-    logging.info("step %d eval: %s (%.1fs)", step, errors(metrics), report["seconds"])
+    logging.info("step %d eval: %s (%.1fs)", step, self.errors(metrics), report["seconds"])
     if keep:
-      record(step, {f"eval_{k}": v for k, v in metrics.items()})
+      self.record(step, {f"eval_{k}": v for k, v in metrics.items()})
     return metrics
 
-  def record(step, scalars):
-    """TensorBoard, and one JSON line per record in <workdir>/metrics.jsonl for scripts."""
-    if not is_chief:
-      return
-    writer.scalars(step, scalars)
-    workdir_lib.append_metrics(workdir, {"step": step, "epoch": step / steps_per_epoch,
-                                         **scalars})
+  def save(self, window: _Window, done: int, state, meta, eval_metrics: dict | None) -> None:
+    window.check_finite(done, self.manager)   # never a checkpoint after a NaN
+    scores = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_metrics else None
+    checkpoint.save(self.manager, done, state, meta, scores, self.batches)
+    logging.info("saved checkpoint %d", done)
 
-  key = jax.random.key(cfg.seed)
-  window, eval_metrics = _Window(trainer, start), None
+  def close(self) -> None:
+    self.batches.close()
+    if self.writer:
+      self.writer.close()
+
+
+def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+  cfg = data.resolve(cfg, workdir)   # generated datasets ('shapes') are made here
+  run = _Run(cfg, workdir)
   try:
-    for step in range(start, total_steps):
-      state, window.sums = trainer.train_step(state, window.sums, next(batches), key)
+    start, state, meta = run.start()
+    key = jax.random.key(cfg.seed)
+    window, eval_metrics = _Window(run.trainer, start), None
+    for step in range(start, run.total_steps):
+      state, window.sums = run.trainer.train_step(state, window.sums, next(run.batches), key)
       done = step + 1
-      if done % cfg.log_every_steps == 0 or done == total_steps:
-        window.check_finite(done, manager)
-        metrics, lr, rate = window.close(done, cfg.batch_size)
-        eta = (total_steps - done) * cfg.batch_size / rate
-        logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, total_steps,
-                     errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
-        record(done, {**{f"train_{k}": v for k, v in metrics.items()},
-                      "learning_rate": lr, "images_per_second": rate})
+      last = done == run.total_steps
+      if done % cfg.log_every_steps == 0 or last:
+        run.log(window, done)
       t = time.perf_counter()
-      eval_now = done % cfg.eval_every_steps == 0 or done == total_steps
-      if eval_now:
-        eval_metrics = run_eval(done)
+      evaluated = done % cfg.eval_every_steps == 0 or last
+      if evaluated:
+        eval_metrics = run.evaluate(state.params, done)
         if cfg.schedule == "plateau":
-          state, meta = _plateau(trainer, state, meta, eval_metrics["top1_error"], cfg)
-      if done % cfg.checkpoint_every_steps == 0 or done == total_steps:
-        window.check_finite(done, manager)
-        scores = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_now else None
-        checkpoint.save(manager, done, state, meta, scores, batches)
-        logging.info("saved checkpoint %d", done)
+          state, meta = _plateau(run.trainer, state, meta, eval_metrics["top1_error"], cfg)
+      if done % cfg.checkpoint_every_steps == 0 or last:
+        run.save(window, done, state, meta, eval_metrics if evaluated else None)
       window.paused += time.perf_counter() - t   # evaluation and saving are not training
-    if start >= total_steps:
-      logging.info("nothing to do: checkpoint %d already reached %d steps", start, total_steps)
-      eval_metrics = run_eval(start, keep=False)   # metrics.jsonl already has this step
+    if start >= run.total_steps:
+      logging.info("nothing to do: checkpoint %d already reached %d steps", start,
+                   run.total_steps)
+      eval_metrics = run.evaluate(state.params, start, keep=False)   # already logged
+    return eval_metrics
   finally:
-    batches.close()
-    if writer:
-      writer.close()
-  return eval_metrics
+    run.close()
 
 
 def _plateau(trainer, state, meta, error, cfg):

@@ -18,7 +18,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import benchmark, cli, synthetic
+from alexnet_jax import benchmark, cli, synthetic, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
@@ -51,6 +51,10 @@ def _with_data(cfg, tmp: str):
 def main(argv):
   del argv
   cfg = _CONFIG.value
+  try:
+    train.validate(cfg)
+  except ValueError as e:
+    cli.fail(e)
   what = set(_WHAT.value)
   results = {"devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
              "machine": platform.processor() or platform.machine(), "jax": jax.__version__,

@@ -31,7 +31,8 @@ def main(argv):
     restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
     split = _SPLIT.value or restored.cfg.data.eval_split
     report = inference.evaluate(restored, split, ten_crop=_TEN_CROP.value,
-                                data_dir=_DATA_DIR.value, log_every=_LOG_EVERY.value)
+                                data_dir=_DATA_DIR.value, log_every=_LOG_EVERY.value,
+                                progress=True)
   except (ValueError, OSError) as e:
     cli.fail(e)
   path = inference.write_report(report, _TEN_CROP.value)

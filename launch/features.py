@@ -40,13 +40,14 @@ def main(argv):
     data = restored.cfg.data
     split = _SPLIT.value or data.eval_split
     query = features.extract(restored, split, data_dir=_DATA_DIR.value,
-                             keep_images=_QUERIES.value if _PNG.value else 0)
+                             keep_images=_QUERIES.value if _PNG.value else 0, progress=True)
     logging.info("%s features of %d images of %s: %s", query["layer"], len(query["labels"]),
                  split, query["features"].shape)
     extra = {}
     if _PNG.value:
       train_split = _TRAIN_SPLIT.value or data.train_split
-      train = features.extract(restored, train_split, data_dir=_DATA_DIR.value)
+      train = features.extract(restored, train_split, data_dir=_DATA_DIR.value,
+                               progress=True)
       idx, dist = features.neighbour_grid(
           restored, query, train, train_split, neighbours=_NEIGHBOURS.value,
           queries=_QUERIES.value, path=_PNG.value, data_dir=_DATA_DIR.value)
