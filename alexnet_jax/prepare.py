@@ -286,13 +286,13 @@ def _bounded_map(pool, args: Iterable[tuple], window: int) -> Iterator:
 
 
 def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
-                 num_classes: int) -> dict:
+                 num_classes: int, progress: bool = True) -> dict:
   """Writes the missing shards of one split; returns its dataset.json entry."""
   names = [records.shard_name(split, s.index, len(shards)) for s in shards]
   todo = [(n, s) for n, s in zip(names, shards) if not _is_done(out, n, s, options)]
   start, total = time.perf_counter(), sum(s.count for _, s in todo)
   results = _results(pool, (it for _, s in todo for it in s.items()), options)
-  with tqdm(total=total, desc=split, unit="img", file=sys.stderr, disable=not todo) as bar:
+  with tqdm(total=total, desc=split, unit="img", file=sys.stderr, disable=not (todo and progress)) as bar:
     for name, shard in todo:
       chunk = itertools.islice(results, shard.count)
       _write_shard(out, name, shard, _counted(chunk, bar), options, num_classes)
@@ -356,8 +356,10 @@ def _pool(workers: int):
 def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",
             jpeg_quality: int = 95, splits: list[str] | None = None,
             tfds_data_dir: str | None = None, workers: int | None = None,
-            examples_per_shard: int = 1024) -> dict:
+            examples_per_shard: int = 1024, progress: bool = True) -> dict:
   """Writes `source` to `out` as `records` shards of size x size squares (§2); returns the info.
+
+  `progress`: a progress bar per split on stderr.
 
   Resumes a partial `out`; on a complete one with the same options it writes nothing.
   ValueError (one line) for a missing source, a bad option, or an `out` made otherwise.
@@ -383,7 +385,7 @@ def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",
   os.makedirs(out, exist_ok=True)
   pool = _pool(os.cpu_count() if workers is None else workers)
   try:
-    entries = {s: _write_split(out, s, shards, pool, options, len(classes))
+    entries = {s: _write_split(out, s, shards, pool, options, len(classes), progress)
                for s, shards in plans.items()}
   finally:
     if pool is not None:

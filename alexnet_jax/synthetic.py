@@ -127,7 +127,7 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
     images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
                                  size=size, seed=seed, train_per_class=train_per_class,
                                  test_per_class=test_per_class)
-    prepare.prepare(images, tmp, size=size, workers=0)
+    prepare.prepare(images, tmp, size=size, workers=0, progress=False)
     shutil.rmtree(images)
     if os.path.exists(root):           # an incomplete leftover from a crashed run
       shutil.rmtree(root)

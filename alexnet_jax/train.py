@@ -345,7 +345,12 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
     key = jax.random.key(cfg.seed)
     window, eval_metrics = _Window(run.trainer, start), None
     for step in range(start, run.total_steps):
+      t = time.perf_counter()
       state, window.sums = run.trainer.train_step(state, window.sums, next(run.batches), key)
+      if step == start:   # the first call compiles the step: not training time
+        jax.block_until_ready(window.sums)
+        window.paused += time.perf_counter() - t
+        logging.info("compiled and ran the first step in %.1f s", time.perf_counter() - t)
       done = step + 1
       last = done == run.total_steps
       if done % cfg.log_every_steps == 0 or last:
