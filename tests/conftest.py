@@ -23,3 +23,14 @@ def shapes_dir(tmp_path_factory):
   one prepared dataset of 72x72 squares for the whole session."""
   import helpers  # pylint: disable=import-outside-toplevel
   return helpers.shapes(str(tmp_path_factory.mktemp("data") / "shapes"))
+
+
+@pytest.fixture
+def threefry():
+  """The production PRNG, threefry, for one test (the suite's default is rbg, which compiles
+  faster)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  before = jax.config.jax_default_prng_impl
+  jax.config.update("jax_default_prng_impl", "threefry2x32")
+  yield
+  jax.config.update("jax_default_prng_impl", before)

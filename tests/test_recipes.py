@@ -24,15 +24,6 @@ needs_data = pytest.mark.skipif(not DATA, reason="ALEXNET_DATA_DIR is not set")
 LN10 = math.log(10)
 
 
-@pytest.fixture
-def production_prng():
-  """threefry, the default that conftest swaps for rbg elsewhere."""
-  before = jax.config.jax_default_prng_impl
-  jax.config.update("jax_default_prng_impl", "threefry2x32")
-  yield
-  jax.config.update("jax_default_prng_impl", before)
-
-
 def prepared(tmp_path_factory, name: str, size: int) -> str:
   """ALEXNET_DATA_DIR/<name> as `launch.prepare` writes it, at `size`."""
   out = str(tmp_path_factory.mktemp(name))
@@ -55,7 +46,7 @@ def train_losses(cfg, steps: int) -> list[float]:
 
 
 @pytest.mark.slow
-def test_quick_start_reaches_5_percent_error(tmp_path, production_prng):
+def test_quick_start_reaches_5_percent_error(tmp_path, threefry):
   cfg = quickstart.get_config()
   cfg.mesh_shape = (1, 1)   # what a one-device machine gets
   final = train.train_and_evaluate(cfg, str(tmp_path))
@@ -64,7 +55,7 @@ def test_quick_start_reaches_5_percent_error(tmp_path, production_prng):
 
 @needs_data
 @pytest.mark.slow
-def test_cifar10_defaults_learn_within_300_steps(tmp_path_factory, production_prng):
+def test_cifar10_defaults_learn_within_300_steps(tmp_path_factory, threefry):
   cfg = cifar10.get_config()
   cfg.data.data_dir = prepared(tmp_path_factory, "cifar10", 32)
   cfg.mesh_shape = (1, 1)
@@ -74,7 +65,7 @@ def test_cifar10_defaults_learn_within_300_steps(tmp_path_factory, production_pr
 
 @needs_data
 @pytest.mark.slow
-def test_imagenette_defaults_learn_within_200_steps(tmp_path_factory, production_prng):
+def test_imagenette_defaults_learn_within_200_steps(tmp_path_factory, threefry):
   """The `cpu` size of experiments/imagenette.py (the paper's recipe, PyTorch's init) on
   90% of Imagenette: the loss leaves ln 10 within its one-epoch warm-up and a little more.
   (The paper's init sits at ln 10 here for epochs: experiments/results/imagenette/.)"""

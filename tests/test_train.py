@@ -22,15 +22,6 @@ def with_data(cfg, root):
   return cfg
 
 
-@pytest.fixture
-def threefry():
-  """The production PRNG (the suite's default is rbg, for compile speed)."""
-  impl = jax.config.jax_default_prng_impl
-  jax.config.update("jax_default_prng_impl", "threefry2x32")
-  yield
-  jax.config.update("jax_default_prng_impl", impl)
-
-
 def test_paper_sgd_is_the_papers_update_rule():
   """v <- 0.9 v - wd lr w - lr g;  w <- w + v, with the rate changing between steps."""
   params = {"conv1": {"kernel": jnp.array([1.0, -2.0]), "bias": jnp.array([0.5])}}

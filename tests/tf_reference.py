@@ -8,6 +8,8 @@ the same for the same crop offsets, flips and lighting draws.
 import numpy as np
 import tensorflow as tf
 
+from alexnet_jax.augment import input_gain  # the scale's constants, not its maths
+
 # PCA lighting constants (fb.resnet.torch), RGB order, 0-1 scale. Rows of EIGVEC are the R, G
 # and B components of the three eigenvectors' coordinates: shift = EIGVEC @ (alpha * EIGVAL).
 EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -60,17 +62,6 @@ def ten_crop(image: tf.Tensor, size: int) -> tf.Tensor:
   crops = tf.stack([crop(0, 0), crop(0, w - size), crop(h - size, 0), crop(h - size, w - size),
                     _centre_crop(image, size)])             # [5, S, S, C]
   return tf.concat([crops, crops[:, :, ::-1]], axis=0)      # [10, S, S, C]
-
-
-def input_gain(data_cfg) -> np.ndarray:
-  """Per-channel c with model input = (pixels / 255 + lighting shift - mean) * c:
-  255 for 'paper' (0-255 pixels minus the mean, §2), 1 / std for 'standardized'."""
-  if data_cfg.input_scale == "paper":
-    return np.full(3, 255.0, np.float32)
-  if data_cfg.input_scale == "standardized":
-    return 1.0 / np.asarray(data_cfg.std, np.float32)
-  raise ValueError(f"data.input_scale must be 'paper' or 'standardized', "
-                   f"got {data_cfg.input_scale!r}")
 
 
 def to_model_input(pixels: tf.Tensor, data_cfg, shift: tf.Tensor | float = 0.0) -> tf.Tensor:
