@@ -185,3 +185,23 @@ def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
   assert float(state.opt_state.hyperparams["learning_rate"]) == pytest.approx(1e-10)
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert [r["step"] for r in rows if "eval_top1_error" in r] == [2, 4, 6]
+
+
+def test_loader_worker_processes_resume_exactly(shapes_dir, tmp_path):
+  """With grain worker processes, the loader state in the checkpoint still resumes at the
+  right batch: 6 steps straight equal 4, a restart, and 2 more."""
+  def cfg(steps):
+    c = with_data(tiny_config(num_train_steps=steps, checkpoint_every_steps=2,
+                              eval_every_steps=1000, log_every_steps=2), shapes_dir)
+    c.data.workers = 2
+    c.model.dropout = 0.0
+    return c
+
+  train.train_and_evaluate(cfg(6), str(tmp_path / "straight"))
+  train.train_and_evaluate(cfg(4), str(tmp_path / "resumed"))
+  train.train_and_evaluate(cfg(6), str(tmp_path / "resumed"))
+  trainer = train.Trainer(cfg(6))
+  a, b = (checkpoint.restore(checkpoint.create_manager(str(tmp_path / d), read_only=True), 6,
+                             trainer.abstract_state)[0] for d in ("straight", "resumed"))
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
