@@ -30,7 +30,13 @@ def parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     sys.stderr.write(f"error: {_one_line(e)} (--help lists the flags)\n")
   except (KeyError, AttributeError, ValueError, TypeError) as e:   # a config override
-    sys.stderr.write(f"error: bad config override: {_one_line(e)}\n")
+    text = _one_line(e)
+    field = text.strip("\"'")
+    if isinstance(e, (KeyError, AttributeError)) and field.isidentifier():   # no suggestion
+      given = next((a for a in argv if f".{field}" in a.split("=")[0]), field)
+      text = (f"no config field {field!r} ({given.split('=')[0]}); "
+              "experiments/default.py lists them")
+    sys.stderr.write(f"error: bad config override: {text}\n")
   sys.exit(2)
 
 

@@ -90,10 +90,14 @@ PRESETS = {
 
 
 def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
-  """A model config with every field set, from a named preset."""
+  """A model config with every field set, from a named preset.
+
+  The preset is where the fields start, not a field itself: a config that names one and
+  sets other widths would be a trap. `--config=experiments/default.py:<preset>` picks one
+  from the command line."""
   if preset not in PRESETS:
     raise ValueError(f"unknown model preset {preset!r}; choose from {sorted(PRESETS)}")
-  fields = {**PRESETS[preset], "preset": preset}
+  fields = dict(PRESETS[preset])
   unknown = set(overrides) - set(fields)
   if unknown:
     raise ValueError(f"unknown model config fields {sorted(unknown)}")

@@ -176,8 +176,8 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
     if int(cfg[field]) < 1:
       raise ValueError(f"{field} must be at least 1, got {cfg[field]}")
   if models.output_size(cfg.model, cfg.data.image_size) < 1:
-    raise ValueError(f"data.image_size={cfg.data.image_size} is too small for model "
-                     f"{cfg.model.preset!r}: its last pooling layer would have no output")
+    raise ValueError(f"data.image_size={cfg.data.image_size} is too small for the "
+                     f"{cfg.model.arch!r} layers: the last pooling layer would have no output")
   n = len(devices) if devices is not None else jax.device_count()
   data, model = sharding.mesh_shape(cfg, n)
   if cfg.batch_size % data:

@@ -8,11 +8,13 @@ import ml_collections
 from alexnet_jax import models
 
 
-def get_config() -> ml_collections.ConfigDict:
+def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
+  """`preset`: the model's starting point (alexnet_jax/models.py PRESETS), 'paper' by
+  default; on the command line `--config=experiments/default.py:owt`."""
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  c.model = models.model_config("paper")  # see alexnet_jax/models.py PRESETS
+  c.model = models.model_config(preset or "paper")
 
   # Input (alexnet_jax/data.py, loader.py; augmentation on the device: augment.py).
   c.data = ml_collections.ConfigDict()

@@ -16,7 +16,8 @@ def main(argv):
   del argv
   cfg = _CONFIG.value
   rows = summary.layer_table(cfg.model, cfg.data.image_size)
-  title = (f"AlexNet preset={cfg.model.preset} towers={cfg.model.towers} "
+  title = (f"AlexNet {cfg.model.arch} {'-'.join(map(str, cfg.model.features))} "
+           f"towers={cfg.model.towers} "
            f"input={cfg.data.image_size}x{cfg.data.image_size}x3 classes={cfg.model.num_classes}")
   print(summary.format_table(rows, title))
 

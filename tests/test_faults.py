@@ -47,6 +47,8 @@ def test_bad_configuration_fails_before_anything_runs(tmp_path, overrides, messa
     ("--config.batch_size=0", "error: batch_size must be at least 1, got 0"),
     ("--config.modle.lrn=False", "error: bad config override: 'modle' Did you mean \"model\""),
     ("--no_such_flag", "error: Unknown command line flag 'no_such_flag'"),
+    ("--config.model.preset=owt", "error: bad config override: no config field 'preset' "
+                                  "(--config.model.preset)"),
 ])
 def test_launch_reports_a_bad_configuration_in_one_line(tmp_path, flag, message):
   proc = subprocess.run(launch_train(tmp_path, flag), capture_output=True, text=True,

@@ -141,3 +141,11 @@ def test_dropout_sits_on_the_outputs_of_fc6_and_fc7_or_on_their_inputs(where):
   assert (np.ptp(fc6, axis=0).max() == 0) == (where == "inputs")
   assert models.model_config("owt").dropout_at == "inputs"
   assert models.model_config("paper").dropout_at == "outputs"
+
+
+def test_the_default_config_starts_from_the_preset_it_is_given():
+  from experiments import default
+  owt = default.get_config("owt").model
+  assert tuple(owt.features) == (64, 192, 384, 256, 256) and owt.towers == 1 and not owt.lrn
+  assert tuple(default.get_config().model.features) == (96, 256, 384, 384, 256)
+  assert "preset" not in default.get_config().model   # a starting point, not a field

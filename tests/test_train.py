@@ -102,7 +102,7 @@ def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_pat
   assert glob.glob(str(tmp_path / "events.out.tfevents.*"))
   info = json.load(open(tmp_path / "run.json"))
   assert info["class_names"] == ["checker", "circle", "hstripes", "vstripes"]
-  assert info["config"]["model"]["preset"] == "small"
+  assert info["config"]["model"]["features"] == [16, 32, 48, 48, 32]
 
 
 def test_resume_gives_the_same_parameters(shapes_dir, tmp_path, threefry):
