@@ -53,8 +53,8 @@ def _shifts(flat: jax.Array, start: int, size: int, c: int):
   """take(s)[j] = flat[start + j + s], or 0 where channel j % c + s falls outside [0, c).
 
   Elements [start - c, start + size + c) of `flat` must exist. A shifted read that runs into
-  the neighbouring pixel is zeroed by the channel mask, so it is a plain slice (XLA:CPU fuses
-  and vectorises it, unlike a `pad` or `concatenate` with several users, which it copies).
+  the neighbouring pixel is zeroed by the channel mask, so it is a plain slice of a
+  materialised array, which XLA:CPU fuses and vectorises.
   """
   channel = jax.lax.broadcasted_iota(jnp.int32, (size // c, c), 1).reshape(-1)
 
@@ -69,31 +69,13 @@ def _shifts(flat: jax.Array, start: int, size: int, c: int):
   return take
 
 
-def _blockwise(fn, *arrays: jax.Array) -> jax.Array:
-  """fn(take_0, take_1, ...) for same-shaped [..., C] arrays, take_i as in `_shifts`.
-
-  fn returns a flat array; the result has the arrays' shape. Inner blocks (leading index
-  1 .. A-2) are read in place; the first and last blocks, whose
-  shifted slices would run off the array, go through a copy with a zero pixel either side.
-  The pieces are joined along the leading axis, which XLA:CPU splits across threads without
-  losing vectorisation (joining at pixel granularity is much slower).
-  """
-  shape, c = arrays[0].shape, arrays[0].shape[-1]
-  blocks = [a.reshape(shape[0] if a.ndim > 1 else 1, -1) for a in arrays]
-  a, row = blocks[0].shape
-
-  def padded(b):
-    return _shifts(jnp.pad(b.reshape(-1), (c, c)), c, b.size, c)
-
-  if a < 3:
-    return fn(*map(padded, blocks)).reshape(shape)
-  inner = fn(*(_shifts(b.reshape(-1), row, (a - 2) * row, c) for b in blocks))
-  ends = fn(*(padded(jnp.concatenate([b[:1], b[-1:]])) for b in blocks)).reshape(2, row)
-  return jnp.concatenate([ends[:1], inner.reshape(a - 2, row), ends[1:]]).reshape(shape)
-
-
-def _denominator(take, n: int, k: float, alpha: float) -> jax.Array:
-  return k + alpha * sum(take(s) * take(s) for s in range(-(n // 2), n // 2 + 1))
+def _denominator(take, n: int, k: float, alpha: float, order: int = 0) -> jax.Array:
+  """k + alpha * (window sum of squares), summed from the `order`-th shift on. Each pass
+  uses its own order, so that XLA does not merge the passes' rsqrt(d) into one value, which
+  XLA:CPU stores (it does not copy an rsqrt into several fusions) instead of recomputing."""
+  shifts = list(range(-(n // 2), n // 2 + 1))
+  shifts = shifts[order % n:] + shifts[:order % n]
+  return k + alpha * sum(take(s) * take(s) for s in shifts)
 
 
 def _powers(d: jax.Array, beta: float) -> tuple[jax.Array, jax.Array]:
@@ -109,9 +91,21 @@ def _powers(d: jax.Array, beta: float) -> tuple[jax.Array, jax.Array]:
   return p, p / d
 
 
+def _padded_shifts(x: jax.Array):
+  """`_shifts` of x flattened, read from one copy of it padded with a zero pixel either side.
+
+  The copy is the point: it is the only pass that evaluates x's producer (in the model the
+  bias add and ReLU, whose per-channel bias XLA:CPU cannot vectorise when it is read through
+  a flat shifted slice), and every shifted read after it is a plain vectorised load.
+  """
+  c = x.shape[-1]
+  return _shifts(jnp.pad(x.reshape(-1), (c, c)), c, x.size, c)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def _lrn(x, n, k, alpha, beta):
-  return _blockwise(lambda xs: xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[0], x)
+  xs = _padded_shifts(x)
+  return (xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[0]).reshape(x.shape)
 
 
 def _lrn_fwd(x, n, k, alpha, beta):
@@ -119,19 +113,17 @@ def _lrn_fwd(x, n, k, alpha, beta):
 
 
 def _lrn_bwd(n, k, alpha, beta, x, g):
-  # y_i = x_i d_i^-beta with d_i = k + alpha * sum_{j in W(i)} x_j^2, and j in W(i) <=> i in W(j):
-  # dL/dx_j = g_j d_j^-beta - 2 alpha beta x_j sum_{i in W(j)} t_i,  t_i = g_i x_i d_i^(-beta-1).
-  # Two fused passes: t, then the window sum of t (see the module docstring for why).
-  r = n // 2
-  t = _blockwise(lambda xs, gs: gs(0) * xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[1],
-                 x, g)
-
-  def grad(xs, gs, ts):
-    window = sum(ts(s) for s in range(-r, r + 1))
-    d = _denominator(xs, n, k, alpha)
-    return gs(0) * _powers(d, beta)[0] - (2.0 * alpha * beta) * xs(0) * window
-
-  return (_blockwise(grad, x, g, t),)
+  r, c = n // 2, x.shape[-1]
+  xs = _padded_shifts(x)
+  g0 = g.reshape(-1)
+  t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
+  ts = _shifts(jnp.pad(t, (c, c)), c, x.size, c)
+  # The window's centre term t is recomputed here rather than read back: XLA simplifies the
+  # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
+  # two passes, which XLA:CPU then stores instead of fusing.
+  p, q = _powers(_denominator(xs, n, k, alpha, 2), beta)
+  window = g0 * xs(0) * q + sum(ts(s) for s in range(-r, r + 1) if s)
+  return ((g0 * p - (2.0 * alpha * beta) * xs(0) * window).reshape(x.shape),)
 
 
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)
