@@ -10,19 +10,30 @@ picks which reading of `alpha` is meant: 'paper' (alpha' = alpha, what
 
 How it is computed. On XLA:CPU this is memory- and page-fault-bound (every fresh full-size
 array costs a pass over memory and, with glibc's default malloc, ~0.1 s of page faults at the
-conv1 size), so the aim is one fused, vectorised loop per direction and nothing stored:
+conv1 size), so the aim is few fused, vectorised passes and nothing stored:
 
-* A shift along the channels is a slice of the *flattened* array that runs into the
-  neighbouring pixel, where a channel mask zeroes it; the first and last row of the leading
-  axis, whose slices would run off the array, go through a copy padded with one zero pixel.
-  (`jnp.pad` + slices, `concatenate` or `reduce_window` make XLA either copy the padded array
-  or emit scalar code; joining the pieces per pixel instead of per leading row also
-  de-vectorises once XLA splits the loop over two threads.)
+* x is flattened and copied once with a zero pixel either side; a shift along the channels
+  is then a slice of that copy that runs into the neighbouring pixel, where a channel mask
+  zeroes it. The copy matters inside the model: without it XLA fuses the bias add and ReLU
+  that produce x into every pass, reads the per-channel bias through flat shifted indices
+  (a gather, not vectorised) five times per element, and LRN's forward on relu(z + b) at
+  [128, 55, 55, 96] took 270 ms against 58 ms on a stored x (41 ms for the copy itself).
 * The gradient is a custom VJP in two fused passes: t = g x d^(-beta-1), then
   g d^-beta - 2 alpha beta x (window sum of t), with beta = 0.75 as rsqrt(d) * sqrt(rsqrt(d))
-  (`d ** -beta` is exp(log) and makes a pass ~6x slower).
+  (`d ** -beta` is exp(log) and makes a pass ~6x slower). Each pass recomputes d in its own
+  summation order: when forward and backward compute the same rsqrt(d), XLA merges them and
+  XLA:CPU, which does not duplicate an rsqrt into several fusions, stores rsqrt(d) and
+  rsqrt(d)^1.5 as two more full-size arrays (seen in the step's optimized HLO).
 
-Measured, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train` medians (images/s,
+In the training step (side by side in one process, interleaved, medians of 4, batch 128,
+jax 0.10.2, 2 cores of an "Intel Xeon Processor" VM with AVX-512, /tmp script building one
+`train.Trainer` per variant): without LRN 41.0 images/s (3.12 s), the blockwise version
+before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). The earlier
+`launch.benchmark --what=lrn` (~0.2 s) times only the backward: with just the gradient
+needed, XLA drops the forward, which is why the in-step cost was ~2x the standalone one.
+
+Older measurements, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train`
+medians (images/s,
 batch 128): the paper model 26.3 with a one-pass backward that recomputes d at each of the n
 window positions (O(n^2) work), 32.6 with these two passes, 42.3 without LRN; the `cifar`
 net (n = 9) 285 one-pass, 387 two-pass, 491 without LRN. Alone, on [128, 55, 55, 96], the
