@@ -30,11 +30,11 @@ jax 0.10.2, 2 cores of an "Intel Xeon Processor" VM with AVX-512, /tmp script bu
 `train.Trainer` per variant): without LRN 41.0 images/s (3.12 s), the blockwise version
 before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). The earlier
 `launch.benchmark --what=lrn` (~0.2 s) times only the backward: with just the gradient
-needed, XLA drops the forward, which is why the in-step cost was ~2x the standalone one.
+needed, XLA drops the forward; and its input has no bias add and ReLU to fuse in. That is
+why the in-step cost was ~2x the standalone one.
 
 Older measurements, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train`
-medians (images/s,
-batch 128): the paper model 26.3 with a one-pass backward that recomputes d at each of the n
+medians (images/s, batch 128): the paper model 26.3 with a one-pass backward that recomputes d at each of the n
 window positions (O(n^2) work), 32.6 with these two passes, 42.3 without LRN; the `cifar`
 net (n = 9) 285 one-pass, 387 two-pass, 491 without LRN. Alone, on [128, 55, 55, 96], the
 one-pass backward is faster (113 vs 201 ms fwd+bwd), but inside the training step it is not.
