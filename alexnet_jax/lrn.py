@@ -10,20 +10,31 @@ picks which reading of `alpha` is meant: 'paper' (alpha' = alpha, what
 
 How it is computed. On XLA:CPU this is memory- and page-fault-bound (every fresh full-size
 array costs a pass over memory and, with glibc's default malloc, ~0.1 s of page faults at the
-conv1 size), so the aim is one fused, vectorised loop per direction and nothing stored:
+conv1 size), so the aim is few fused, vectorised passes and nothing stored:
 
-* A shift along the channels is a slice of the *flattened* array that runs into the
-  neighbouring pixel, where a channel mask zeroes it; the first and last row of the leading
-  axis, whose slices would run off the array, go through a copy padded with one zero pixel.
-  (`jnp.pad` + slices, `concatenate` or `reduce_window` make XLA either copy the padded array
-  or emit scalar code; joining the pieces per pixel instead of per leading row also
-  de-vectorises once XLA splits the loop over two threads.)
+* x is flattened and copied once with a zero pixel either side; a shift along the channels
+  is then a slice of that copy that runs into the neighbouring pixel, where a channel mask
+  zeroes it. The copy matters inside the model: without it XLA fuses the bias add and ReLU
+  that produce x into every pass, reads the per-channel bias through flat shifted indices
+  (a gather, not vectorised) five times per element, and LRN's forward on relu(z + b) at
+  [128, 55, 55, 96] took 270 ms against 58 ms on a stored x (41 ms for the copy itself).
 * The gradient is a custom VJP in two fused passes: t = g x d^(-beta-1), then
   g d^-beta - 2 alpha beta x (window sum of t), with beta = 0.75 as rsqrt(d) * sqrt(rsqrt(d))
-  (`d ** -beta` is exp(log) and makes a pass ~6x slower).
+  (`d ** -beta` is exp(log) and makes a pass ~6x slower). Each pass recomputes d in its own
+  summation order: when forward and backward compute the same rsqrt(d), XLA merges them and
+  XLA:CPU, which does not duplicate an rsqrt into several fusions, stores rsqrt(d) and
+  rsqrt(d)^1.5 as two more full-size arrays (seen in the step's optimized HLO).
 
-Measured, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train` medians (images/s,
-batch 128): the paper model 26.3 with a one-pass backward that recomputes d at each of the n
+In the training step (side by side in one process, interleaved, medians of 4, batch 128,
+jax 0.10.2, 2 cores of an "Intel Xeon Processor" VM with AVX-512, /tmp script building one
+`train.Trainer` per variant): without LRN 41.0 images/s (3.12 s), the blockwise version
+before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). The earlier
+`launch.benchmark --what=lrn` (~0.2 s) times only the backward: with just the gradient
+needed, XLA drops the forward; and its input has no bias add and ReLU to fuse in. That is
+why the in-step cost was ~2x the standalone one.
+
+Older measurements, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train`
+medians (images/s, batch 128): the paper model 26.3 with a one-pass backward that recomputes d at each of the n
 window positions (O(n^2) work), 32.6 with these two passes, 42.3 without LRN; the `cifar`
 net (n = 9) 285 one-pass, 387 two-pass, 491 without LRN. Alone, on [128, 55, 55, 96], the
 one-pass backward is faster (113 vs 201 ms fwd+bwd), but inside the training step it is not.
@@ -53,8 +64,8 @@ def _shifts(flat: jax.Array, start: int, size: int, c: int):
   """take(s)[j] = flat[start + j + s], or 0 where channel j % c + s falls outside [0, c).
 
   Elements [start - c, start + size + c) of `flat` must exist. A shifted read that runs into
-  the neighbouring pixel is zeroed by the channel mask, so it is a plain slice (XLA:CPU fuses
-  and vectorises it, unlike a `pad` or `concatenate` with several users, which it copies).
+  the neighbouring pixel is zeroed by the channel mask, so it is a plain slice of a
+  materialised array, which XLA:CPU fuses and vectorises.
   """
   channel = jax.lax.broadcasted_iota(jnp.int32, (size // c, c), 1).reshape(-1)
 
@@ -69,31 +80,13 @@ def _shifts(flat: jax.Array, start: int, size: int, c: int):
   return take
 
 
-def _blockwise(fn, *arrays: jax.Array) -> jax.Array:
-  """fn(take_0, take_1, ...) for same-shaped [..., C] arrays, take_i as in `_shifts`.
-
-  fn returns a flat array; the result has the arrays' shape. Inner blocks (leading index
-  1 .. A-2) are read in place; the first and last blocks, whose
-  shifted slices would run off the array, go through a copy with a zero pixel either side.
-  The pieces are joined along the leading axis, which XLA:CPU splits across threads without
-  losing vectorisation (joining at pixel granularity is much slower).
-  """
-  shape, c = arrays[0].shape, arrays[0].shape[-1]
-  blocks = [a.reshape(shape[0] if a.ndim > 1 else 1, -1) for a in arrays]
-  a, row = blocks[0].shape
-
-  def padded(b):
-    return _shifts(jnp.pad(b.reshape(-1), (c, c)), c, b.size, c)
-
-  if a < 3:
-    return fn(*map(padded, blocks)).reshape(shape)
-  inner = fn(*(_shifts(b.reshape(-1), row, (a - 2) * row, c) for b in blocks))
-  ends = fn(*(padded(jnp.concatenate([b[:1], b[-1:]])) for b in blocks)).reshape(2, row)
-  return jnp.concatenate([ends[:1], inner.reshape(a - 2, row), ends[1:]]).reshape(shape)
-
-
-def _denominator(take, n: int, k: float, alpha: float) -> jax.Array:
-  return k + alpha * sum(take(s) * take(s) for s in range(-(n // 2), n // 2 + 1))
+def _denominator(take, n: int, k: float, alpha: float, order: int = 0) -> jax.Array:
+  """k + alpha * (window sum of squares), summed from the `order`-th shift on. Each pass
+  uses its own order, so that XLA does not merge the passes' rsqrt(d) into one value, which
+  XLA:CPU stores (it does not copy an rsqrt into several fusions) instead of recomputing."""
+  shifts = list(range(-(n // 2), n // 2 + 1))
+  shifts = shifts[order % n:] + shifts[:order % n]
+  return k + alpha * sum(take(s) * take(s) for s in shifts)
 
 
 def _powers(d: jax.Array, beta: float) -> tuple[jax.Array, jax.Array]:
@@ -109,9 +102,21 @@ def _powers(d: jax.Array, beta: float) -> tuple[jax.Array, jax.Array]:
   return p, p / d
 
 
+def _padded_shifts(x: jax.Array):
+  """`_shifts` of x flattened, read from one copy of it padded with a zero pixel either side.
+
+  The copy is the point: it is the only pass that evaluates x's producer (in the model the
+  bias add and ReLU, whose per-channel bias XLA:CPU cannot vectorise when it is read through
+  a flat shifted slice), and every shifted read after it is a plain vectorised load.
+  """
+  c = x.shape[-1]
+  return _shifts(jnp.pad(x.reshape(-1), (c, c)), c, x.size, c)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
 def _lrn(x, n, k, alpha, beta):
-  return _blockwise(lambda xs: xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[0], x)
+  xs = _padded_shifts(x)
+  return (xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[0]).reshape(x.shape)
 
 
 def _lrn_fwd(x, n, k, alpha, beta):
@@ -119,19 +124,17 @@ def _lrn_fwd(x, n, k, alpha, beta):
 
 
 def _lrn_bwd(n, k, alpha, beta, x, g):
-  # y_i = x_i d_i^-beta with d_i = k + alpha * sum_{j in W(i)} x_j^2, and j in W(i) <=> i in W(j):
-  # dL/dx_j = g_j d_j^-beta - 2 alpha beta x_j sum_{i in W(j)} t_i,  t_i = g_i x_i d_i^(-beta-1).
-  # Two fused passes: t, then the window sum of t (see the module docstring for why).
-  r = n // 2
-  t = _blockwise(lambda xs, gs: gs(0) * xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[1],
-                 x, g)
-
-  def grad(xs, gs, ts):
-    window = sum(ts(s) for s in range(-r, r + 1))
-    d = _denominator(xs, n, k, alpha)
-    return gs(0) * _powers(d, beta)[0] - (2.0 * alpha * beta) * xs(0) * window
-
-  return (_blockwise(grad, x, g, t),)
+  r, c = n // 2, x.shape[-1]
+  xs = _padded_shifts(x)
+  g0 = g.reshape(-1)
+  t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
+  ts = _shifts(jnp.pad(t, (c, c)), c, x.size, c)
+  # The window's centre term t is recomputed here rather than read back: XLA simplifies the
+  # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
+  # two passes, which XLA:CPU then stores instead of fusing.
+  p, q = _powers(_denominator(xs, n, k, alpha, 2), beta)
+  window = g0 * xs(0) * q + sum(ts(s) for s in range(-r, r + 1) if s)
+  return ((g0 * p - (2.0 * alpha * beta) * xs(0) * window).reshape(x.shape),)
 
 
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)
