@@ -1,11 +1,12 @@
 """Checkpoints with orbax: the train state plus a small JSON of loop state, in the workdir.
 
 `<workdir>/checkpoints/<step>/` holds `state` (params, optimiser state, step; restored onto
-whatever shardings the caller asks for, so a checkpoint from any mesh restores on any other)
+whatever shardings the caller asks for, so a checkpoint from any mesh restores on any other),
 `meta` (the plateau schedule's best validation error and count of bad evaluations) and
-`data` (the input pipeline's position: grain's iterator state, one file per process). Orbax writes each step
-into a temporary directory and renames it when complete, so a crash mid-save never leaves a
-checkpoint that restores half-written; `latest_step` only sees finished ones.
+`data` (the input pipeline's position: grain's iterator state, one file per process). Orbax
+writes each step into a temporary directory and renames it when complete, so a crash
+mid-save never leaves a checkpoint that restores half-written; `latest_step` only sees
+finished ones.
 Kept: the newest `keep` checkpoints and the one with the lowest validation top-1 error.
 """
 from __future__ import annotations

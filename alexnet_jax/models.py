@@ -234,11 +234,12 @@ class AlexNet(nn.Module):
                dtype=self.dtype, name=spec.name)(x)
       x = self._act(x)
       self.sow("intermediates", spec.name + "_out", x)
-      for op in spec.post:
+      for i, op in enumerate(spec.post):
         if op == "lrn" and self.lrn:
           x = lrn_lib.local_response_norm(
               x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
-              convention=self.lrn_convention, groups=local_towers)
+              convention=self.lrn_convention, groups=local_towers,
+              input_stored=i > 0 and spec.post[i - 1] == "pool")
         elif op == "pool":
           w, s = self.pool_window, self.pool_stride
           x = nn.max_pool(x, (w, w), strides=(s, s), padding="VALID")

@@ -292,7 +292,8 @@ def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
   todo = [(n, s) for n, s in zip(names, shards) if not _is_done(out, n, s, options)]
   start, total = time.perf_counter(), sum(s.count for _, s in todo)
   results = _results(pool, (it for _, s in todo for it in s.items()), options)
-  with tqdm(total=total, desc=split, unit="img", file=sys.stderr, disable=not (todo and progress)) as bar:
+  with tqdm(total=total, desc=split, unit="img", file=sys.stderr,
+            disable=not (todo and progress)) as bar:
     for name, shard in todo:
       chunk = itertools.islice(results, shard.count)
       _write_shard(out, name, shard, _counted(chunk, bar), options, num_classes)

@@ -227,7 +227,8 @@ class _Window:
 
   def __init__(self, trainer: Trainer, start: int):
     self._trainer = trainer
-    self.sums, self.start, self.t0, self.paused = trainer.zero_sums(), start, time.perf_counter(), 0.0
+    self.sums, self.start = trainer.zero_sums(), start
+    self.t0, self.paused = time.perf_counter(), 0.0
 
   def check_finite(self, done: int, manager) -> None:
     """The NaN check, at log and checkpoint steps only: one scalar crosses to the host."""

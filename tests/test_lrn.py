@@ -52,21 +52,25 @@ PARAMS = {"paper": dict(k=2.0, alpha=0.1, beta=0.75), "caffe": dict(k=1.0, alpha
 
 @pytest.mark.parametrize("convention", ["paper", "caffe"])
 @pytest.mark.parametrize("n,c", [(1, 4), (3, 1), (3, 16), (5, 3), (5, 96), (7, 4), (7, 9)])
-def test_matches_tensorflow(n, c, convention):
+@pytest.mark.parametrize("stored", [False, True])   # a fresh activation / a pooling output
+def test_matches_tensorflow(n, c, convention, stored):
   """Several windows, including wider than the channels (C < n) and wider than 2C."""
   kw = dict(n=n, convention=convention, **PARAMS[convention])
   x = sample((4, 3, 5, c), seed=n * 100 + c)
-  np.testing.assert_allclose(jax_lrn(**kw)(x), tf_lrn(x, **kw), rtol=RTOL, atol=1e-7)
+  np.testing.assert_allclose(jax_lrn(**kw, input_stored=stored)(x), tf_lrn(x, **kw),
+                             rtol=RTOL, atol=1e-7)
 
 
 @pytest.mark.parametrize("shape,beta", [((7,), 0.75), ((2, 9), 0.5), ((1, 3, 3, 8), 0.6),
                                         ((2, 2, 8), 1.0), ((5, 3, 8), 0.75),
                                         ((3, 2, 2, 2, 8), 0.3)])
-def test_matches_tensorflow_shapes_and_betas(shape, beta):
+@pytest.mark.parametrize("stored", [False, True])   # a fresh activation / a pooling output
+def test_matches_tensorflow_shapes_and_betas(shape, beta, stored):
   """Any leading shape (including fewer than three leading rows) and any beta."""
   kw = dict(n=5, k=1.0, alpha=0.3, beta=beta)
   x = sample(shape, seed=len(shape))
-  np.testing.assert_allclose(jax_lrn(**kw)(x), tf_lrn(x, **kw), rtol=RTOL, atol=1e-7)
+  np.testing.assert_allclose(jax_lrn(**kw, input_stored=stored)(x), tf_lrn(x, **kw),
+                             rtol=RTOL, atol=1e-7)
 
 
 def test_channel_borders_by_hand():
@@ -88,17 +92,19 @@ def test_channel_borders_by_hand():
 
 @pytest.mark.parametrize("n,c,convention", [(1, 8, "paper"), (3, 2, "caffe"), (5, 3, "paper"),
                                             (5, 96, "caffe"), (7, 16, "paper")])
-def test_gradient_matches_tensorflow(n, c, convention):
+@pytest.mark.parametrize("stored", [False, True])   # a fresh activation / a pooling output
+def test_gradient_matches_tensorflow(n, c, convention, stored):
   kw = dict(n=n, convention=convention, **PARAMS[convention])
   x, g = sample((4, 3, 3, c), seed=c), sample((4, 3, 3, c), seed=c + 1, scale=1.0)
-  f = jax_lrn(**kw)
+  f = jax_lrn(**kw, input_stored=stored)
   dx = jax.jit(jax.grad(lambda x: jnp.sum(f(x) * g)))(x)
   np.testing.assert_allclose(dx, tf_lrn_grad(x, g, **kw), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape,beta", [((4, 2, 3, 8), 0.75), ((2, 5), 0.5), ((6,), 0.6)])
-def test_check_grads(shape, beta):
-  f = jax_lrn(n=5, k=1.0, alpha=0.3, beta=beta)
+@pytest.mark.parametrize("stored", [False, True])   # a fresh activation / a pooling output
+def test_check_grads(shape, beta, stored):
+  f = jax_lrn(n=5, k=1.0, alpha=0.3, beta=beta, input_stored=stored)
   check_grads(f, (sample(shape, seed=3, scale=1.0),), order=1, modes=["rev"], atol=2e-2,
               rtol=2e-2, eps=1e-2)
 
