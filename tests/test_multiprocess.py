@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
 
@@ -36,6 +37,7 @@ def run_job(n, tmp_path, data_dir, timeout=300):
   return [json.load(open(tmp_path / f"out{n}_{pid}.json")) for pid in range(n)]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(shapes_dir, tmp_path):
   (single,) = run_job(1, tmp_path, shapes_dir)
   two = run_job(2, tmp_path, shapes_dir)

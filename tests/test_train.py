@@ -187,6 +187,7 @@ def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
   assert [r["step"] for r in rows if "eval_top1_error" in r] == [2, 4, 6]
 
 
+@pytest.mark.slow
 def test_loader_worker_processes_resume_exactly(shapes_dir, tmp_path):
   """With grain worker processes, the loader state in the checkpoint still resumes at the
   right batch: 6 steps straight equal 4, a restart, and 2 more."""
