@@ -88,9 +88,6 @@ def _tuples(tree):
   return tree
 
 
-read_run_info = workdir_lib.read_run_info
-
-
 def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
   directory = checkpoint.checkpoint_dir(workdir)
   if not os.path.isdir(directory):
@@ -197,7 +194,7 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
     ValueError: no such step; a checkpoint that does not fit run.json's model.
   """
   workdir = os.path.abspath(os.path.expanduser(workdir))
-  info = read_run_info(workdir)
+  info = workdir_lib.read_run_info(workdir)
   manager, steps = _manager(workdir)
   step = resolve_step(workdir, manager, steps, step)
   devices = list(jax.local_devices() if devices is None else devices)

@@ -43,10 +43,6 @@ class Split:
     self.image_size = int(self.info["image_size"])
     self._records = None
 
-  @property
-  def class_names(self) -> list[str]:
-    return list(self.info["class_names"])
-
   def __len__(self) -> int:
     return self.stop - self.start
 

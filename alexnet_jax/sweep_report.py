@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from alexnet_jax import visualize
 from alexnet_jax import workdir as workdir_lib
 from alexnet_jax.sweep import Run, read_result
 
@@ -78,12 +79,11 @@ def write_csv(rows: Sequence[dict], path: str) -> None:
   if not rows:
     return
   fields = list(dict.fromkeys(k for row in rows for k in row))
-  with open(path + ".tmp", "w", newline="") as f:
+  with workdir_lib.atomic(path) as tmp, open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=fields)
     writer.writeheader()
     for row in rows:
       writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-  os.replace(path + ".tmp", path)
 
 
 def markdown_table(rows: Sequence[dict], thresholds: Sequence[float] = ()) -> str:
@@ -120,9 +120,8 @@ def write_markdown(rows: Sequence[dict], path: str, title: str, notes: str = "",
              "top-1 error is at or below it (Figure 1 of the paper uses 25%).\n")
   if notes:
     text += "\n" + notes.strip() + "\n"
-  with open(path + ".tmp", "w") as f:
+  with workdir_lib.atomic(path) as tmp, open(tmp, "w") as f:
     f.write(text)
-  os.replace(path + ".tmp", path)
 
 
 def _mean_curve(runs: Sequence[Run], root: str, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -162,16 +161,8 @@ def plot_curves(runs: Sequence[Run], root: str, path: str, title: str = "",
     if key.startswith("train"):
       for t in thresholds:
         ax.axhline(t, color="grey", linestyle="--", linewidth=0.8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-  if title:
-    fig.suptitle(title)
-  fig.tight_layout()
-  fig.savefig(path + ".tmp.png", dpi=110)
-  plt.close(fig)
-  os.replace(path + ".tmp.png", path)
+    visualize.label_epochs(ax, ylabel, fontsize=7)
+  visualize.save_figure(fig, path, title)
 
 
 def write_reports(runs: Sequence[Run], root: str, title: str = "Sweep",

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from alexnet_jax import workdir as workdir_lib
+
 
 def kernel_grid(kernel: np.ndarray, towers: int, columns: int = 16, gap: int = 1) -> np.ndarray:
   """[kh, kw, 3, C] conv1 kernel -> an RGB image in [0, 1], towers one under the other.
@@ -65,12 +67,24 @@ def save_training_curves(curves: dict[str, list[dict]], path: str, title: str = 
     if evals:
       err_ax.plot(*zip(*evals), marker="o", markersize=3, label=label)
   for ax, ylabel in ((loss_ax, "training loss"), (err_ax, "validation top-1 error")):
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    label_epochs(ax, ylabel)
+  save_figure(fig, path, title)
+
+
+def label_epochs(ax, ylabel: str, fontsize: int = 8) -> None:
+  """Axis labels, grid and legend of a curve against epoch."""
+  ax.set_xlabel("epoch")
+  ax.set_ylabel(ylabel)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=fontsize)
+
+
+def save_figure(fig, path: str, title: str = "") -> None:
+  """Title, layout, and an atomic write of `fig` to `path` (PNG by its extension)."""
+  import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  with workdir_lib.atomic(path) as tmp:
+    fig.savefig(tmp, dpi=110)
   plt.close(fig)

@@ -32,14 +32,25 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), CHECKPOINTS)
 
 
+@contextlib.contextmanager
+def atomic(path: str):
+  """Yields a temporary path beside `path` (same extension) to write; renames it to `path`
+  when the block succeeds, so that `path` is never half a file."""
+  root, ext = os.path.splitext(path)
+  tmp = f"{root}.tmp.{os.getpid()}{ext}"
+  try:
+    yield tmp
+    os.replace(tmp, path)
+  finally:
+    with contextlib.suppress(FileNotFoundError):
+      os.remove(tmp)
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON to a temporary file beside `path` and renames it: never half a file."""
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
+  with atomic(path) as tmp, open(tmp, "w") as f:
     json.dump(obj, f, indent=1)
     f.flush()
     os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def read_json(path: str) -> Any | None:
@@ -111,9 +122,8 @@ def trim_metrics(workdir: str, last_step: int) -> None:
           for line, rec in _metric_lines(path)
           if isinstance(rec, dict) and rec.get("step", last_step + 1) <= last_step]
   if len(kept) != total:
-    with open(path + ".tmp", "w") as f:
+    with atomic(path) as tmp, open(tmp, "w") as f:
       f.writelines(kept)
-    os.replace(path + ".tmp", path)
 
 
 def _file_safe(text: str) -> str:
