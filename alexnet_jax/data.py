@@ -2,6 +2,8 @@
 
 `data.name`:
   'prepared'  `data.data_dir` is a dataset written by `launch.prepare` (records.py).
+  'tfds'      `data.tfds_name` (e.g. 'cifar10'), built as ArrayRecord in `data.data_dir`
+              (tfds's default folder when empty), read directly (loader.TfdsSplit).
   'shapes'    the offline quick start's generated dataset (synthetic.py), made once into
               `<workdir>/shapes` (or `data.data_dir`) and prepared there.
 """
@@ -11,9 +13,9 @@ import os
 
 from absl import logging
 
-from alexnet_jax import records
+from alexnet_jax import loader
 
-NAMES = ("prepared", "shapes")
+NAMES = ("prepared", "tfds", "shapes")
 
 
 def resolve(cfg, workdir: str):
@@ -22,8 +24,11 @@ def resolve(cfg, workdir: str):
   cfg = cfg.copy_and_resolve_references()
   data = cfg.data
   if data.name not in NAMES:
-    raise ValueError(f"data.name must be one of {NAMES}, got {data.name!r} (a tfds dataset or "
-                     "an image folder is prepared first: python -m launch.prepare)")
+    raise ValueError(f"data.name must be one of {NAMES}, got {data.name!r} (an image folder "
+                     "is prepared first: python -m launch.prepare)")
+  if data.name == "tfds" and not data.tfds_name:
+    raise ValueError("data.name is 'tfds' but data.tfds_name is not set (e.g. "
+                     "--config.data.tfds_name=cifar10)")
   if data.name == "shapes":
     from alexnet_jax import synthetic  # pylint: disable=import-outside-toplevel
     root = data.data_dir or os.path.join(workdir, "shapes")
@@ -43,15 +48,15 @@ def check_classes(data_cfg, num_classes: int) -> list[str]:
   returns the class names. ValueError (one line) naming the classes involved: a class with
   no training images (its label would never be learned, and an image folder's empty class
   shifts every label after it), more or fewer classes than outputs, or a bad split."""
-  info = records.read_info(data_cfg.data_dir)
-  names = list(info["class_names"])
-  where = f"data.data_dir {data_cfg.data_dir!r}"
-  train_split = records.resolve_split(info, data_cfg.train_split)[0]
-  records.resolve_split(info, data_cfg.eval_split)
-  counts = info["splits"][train_split]["class_counts"]
+  train = loader.open_split(data_cfg, data_cfg.train_split)
+  loader.open_split(data_cfg, data_cfg.eval_split)
+  info, names = train.info, list(train.info["class_names"])
+  where = (f"data.data_dir {data_cfg.data_dir!r}" if data_cfg.name != "tfds"
+           else f"tfds dataset {data_cfg.tfds_name!r}")
+  counts = info["splits"][train.name].get("class_counts", [1] * len(names))  # tfds: unknown
   empty = [c for c, n in zip(names, counts) if n == 0]
   if empty:
-    raise ValueError(f"{where}: class(es) with no images in training split {train_split!r}: "
+    raise ValueError(f"{where}: class(es) with no images in training split {train.name!r}: "
                      f"{_listed(empty)}")
   if len(names) != num_classes:
     raise ValueError(f"{where} has {len(names)} classes ({_listed(names)}) but "

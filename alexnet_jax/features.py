@@ -99,7 +99,7 @@ def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:
 def images_at(data_cfg, split: str, indices: Sequence[int], batch_size: int) -> np.ndarray:
   """uint8 centre crops of the examples at `indices` of `split`, in the order given."""
   del batch_size   # prepared splits are read by index
-  source = loader.Split(data_cfg.data_dir, split)
+  source = loader.open_split(data_cfg, split)
   size = int(data_cfg.image_size)
   bad = [int(i) for i in indices if not 0 <= int(i) < len(source)]
   if bad:

@@ -409,6 +409,7 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   return {
       "workdir": restored.workdir, "step": restored.step, "split": split,
       "data": {"name": data_cfg.name, "data_dir": data_cfg.data_dir,
+               **({"tfds_name": data_cfg.tfds_name} if data_cfg.name == "tfds" else {}),
                "image_size": int(data_cfg.image_size), "resize_size": int(data_cfg.resize_size)},
       **result, "images_per_second": result["examples"] / max(result["seconds"], 1e-9),
       "batch_size": cfg.batch_size, "mesh": dict(restored.mesh.shape),
@@ -427,13 +428,14 @@ def check_data_classes(restored: Restored, data_cfg) -> None:
   detail = "; ".join(part for part in (
       missing and f"missing {', '.join(missing[:5])}", extra and f"not trained on "
       f"{', '.join(extra[:5])}") if part) or "the same names in another order"
-  where = data_cfg.data_dir
+  where = data_cfg.tfds_name if data_cfg.name == "tfds" else data_cfg.data_dir
   raise ValueError(f"{where} has {len(names)} classes but checkpoint {restored.step} of "
                    f"{restored.workdir} was trained on {len(restored.class_names)}: {detail}")
 
 
 def write_report(report: dict, ten_crop: bool) -> str:
-  path = workdir_lib.report_path(report["workdir"], report["data"]["data_dir"], report["split"],
-                                 report["step"], ten_crop)
+  data = report["data"]
+  path = workdir_lib.report_path(report["workdir"], data.get("tfds_name") or data["data_dir"],
+                                 report["split"], report["step"], ten_crop)
   workdir_lib.write_json_atomic(path, report)
   return path

@@ -13,6 +13,11 @@ continues with exactly the batch the interrupted run would have read next, with 
 Evaluation: process p takes elements p, p + P, ... in stored order; the last batch is padded
 (mask 0), and every process yields the same number of batches so that they stay in step.
 
+Sources (`data.name`): 'prepared' reads a `launch.prepare` output (`Split`); 'tfds' reads a
+tfds dataset stored as ArrayRecord (`TfdsSplit`, through tfds's data source, which decodes
+with PIL or OpenCV, not TensorFlow). Both give random access, so everything above applies
+to both; slices ('train[:90%]') are resolved the same way (records.resolve_split).
+
 Batches are dicts of numpy arrays: 'image' uint8 [B, R, R, 3], 'label' int32 [B], and for
 evaluation 'mask' float32 [B]. Nothing here imports TensorFlow.
 """
@@ -27,8 +32,9 @@ from typing import Any, Callable, Iterator
 import grain
 from absl import flags
 import numpy as np
+from PIL import Image
 
-from alexnet_jax import records
+from alexnet_jax import prepare, records
 
 
 class Split:
@@ -61,6 +67,77 @@ class Split:
     return f"Split({self.root!r}, {self.spec!r})"
 
 
+class TfdsSplit:
+  """One split spec of a tfds dataset stored as ArrayRecord, with random access.
+
+  `tfds.data_source` reads it without TensorFlow. Its images are brought to `size` squares
+  here, on the host, as `launch.prepare` would (§2: shorter side to `size`, central crop):
+  free when they already are (CIFAR-10 at 32), but a decode and a resize per image for
+  full-size photos (ImageNet: about 200 images/s per core), where preparing once with
+  `launch.prepare --source=tfds:<name>` is the fast path.
+  """
+
+  def __init__(self, name: str, data_dir: str, spec: str, size: int):
+    builder = tfds_builder(name, data_dir)
+    self.root, self.spec, self.image_size = f"tfds:{name}", spec, int(size)
+    self._args = (name, data_dir)
+    self.info = {"class_names": list(builder.info.features["label"].names),
+                 "splits": {s: {"num_examples": i.num_examples}
+                            for s, i in builder.info.splits.items()}}
+    self.name, self.start, self.stop = records.resolve_split(self.info, spec)
+    self._source = None
+
+  def __len__(self) -> int:
+    return self.stop - self.start
+
+  def __getitem__(self, index: int) -> dict:
+    if self._source is None:    # opened lazily: in each worker process, not pickled to it
+      self._source = tfds_builder(*self._args).as_data_source(split=self.name)
+    example = self._source[self.start + index]
+    image = np.asarray(example["image"])
+    if image.ndim == 2 or image.shape[-1] != 3:
+      image = np.asarray(prepare.to_rgb(Image.fromarray(image.squeeze())))
+    if image.shape[:2] != (self.image_size, self.image_size):
+      image = np.asarray(prepare.square(Image.fromarray(image), self.image_size))
+    return {"image": image, "label": np.int32(example["label"])}
+
+  def __getstate__(self):
+    return {**self.__dict__, "_source": None}
+
+  def __repr__(self) -> str:
+    return f"TfdsSplit({self._args[0]!r}, {self.spec!r})"
+
+
+def tfds_builder(name: str, data_dir: str):
+  """The tfds builder of a dataset already built in `data_dir` (tfds's default when empty)
+  as ArrayRecord; ValueError (one line) otherwise. Never downloads or builds anything."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  try:
+    builder = tfds.builder(name, data_dir=os.path.expanduser(data_dir) if data_dir else None)
+  except tfds.core.registered.DatasetNotFoundError:
+    raise ValueError(f"data.tfds_name {name!r}: tfds knows no such dataset, and none is "
+                     f"built in data.data_dir {data_dir!r}") from None
+  if not builder.is_prepared():
+    raise ValueError(f"tfds dataset {name!r} is not built in {builder.data_dir!r}; build it "
+                     f"first (tfds build {name} --file_format=array_record); training never "
+                     "downloads")
+  fmt = getattr(builder.info.file_format, "value", builder.info.file_format)
+  if fmt != "array_record":
+    raise ValueError(f"tfds dataset {name!r} in {builder.data_dir!r} is stored as {fmt}, "
+                     "which has no random access: rebuild it with --file_format=array_record, "
+                     f"or prepare it once (python -m launch.prepare --source=tfds:{name})")
+  if not {"image", "label"} <= set(builder.info.features.keys()):
+    raise ValueError(f"tfds dataset {name!r} has no 'image' and 'label' features")
+  return builder
+
+
+def open_split(data_cfg, spec: str) -> Split | TfdsSplit:
+  """The split `spec` of the run's data (`data.name` 'prepared' or 'tfds')."""
+  if data_cfg.name == "tfds":
+    return TfdsSplit(data_cfg.tfds_name, data_cfg.data_dir, spec, data_cfg.resize_size)
+  return Split(data_cfg.data_dir, spec)
+
+
 def _read_options(workers: int) -> grain.ReadOptions:
   # Raw records need little work per element: a few threads keep up. JPEG ones decode in
   # the worker processes, so each of those needs a thread or two, not 16.
@@ -81,7 +158,7 @@ def train_batches(data_cfg, batch_size: int, *, seed: int, process_index: int = 
 
   `batch_size` is per process. Its `get_state()` / `set_state()` resume it exactly.
   """
-  split = Split(data_cfg.data_dir, data_cfg.train_split)
+  split = open_split(data_cfg, data_cfg.train_split)
   if len(split) < process_count * batch_size:
     raise ValueError(f"training split {split.spec!r} of {split.root} has {len(split)} "
                      f"examples, fewer than one batch of {batch_size * process_count}")
@@ -93,7 +170,7 @@ def train_batches(data_cfg, batch_size: int, *, seed: int, process_index: int = 
 def eval_batches(data_cfg, spec: str, batch_size: int, *, process_index: int = 0,
                  process_count: int = 1, workers: int = 0) -> Iterator[dict]:
   """This process's batches of an evaluation split, padded as the module docstring says."""
-  split = Split(data_cfg.data_dir, spec)
+  split = open_split(data_cfg, spec)
   local = grain.MapDataset.source(split)[process_index::process_count]
   num_batches = num_eval_batches(len(split), batch_size, process_count)
   ds = _with_workers(local.batch(batch_size).to_iter_dataset(_read_options(workers)), workers)
@@ -118,11 +195,11 @@ def num_eval_batches(num_examples: int, batch_size: int, process_count: int = 1)
 
 
 def num_examples(data_cfg, spec: str) -> int:
-  return len(Split(data_cfg.data_dir, spec))
+  return len(open_split(data_cfg, spec))
 
 
 def class_names(data_cfg) -> list[str]:
-  return list(records.read_info(data_cfg.data_dir)["class_names"])
+  return list(open_split(data_cfg, data_cfg.train_split).info["class_names"])
 
 
 class DeviceIterator:

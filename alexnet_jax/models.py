@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from alexnet_jax import lrn as lrn_lib
+from alexnet_jax import pooling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,7 +243,7 @@ class AlexNet(nn.Module):
               input_stored=i > 0 and spec.post[i - 1] == "pool")
         elif op == "pool":
           w, s = self.pool_window, self.pool_stride
-          x = nn.max_pool(x, (w, w), strides=(s, s), padding="VALID")
+          x = pooling.max_pool(x, w, s)
         else:
           continue
         self.sow("intermediates", op + spec.name[-1], x)   # lrn1, pool1, ...

@@ -98,7 +98,7 @@ def resolve_split(info: dict, spec: str) -> tuple[str, int, int]:
   m = _SPEC.match(spec.replace(" ", ""))
   splits = info["splits"]
   if not m or m["split"] not in splits:
-    raise ValueError(f"split {spec!r} is not in the prepared dataset (splits: "
+    raise ValueError(f"split {spec!r} is not in the dataset (splits: "
                      f"{', '.join(sorted(splits))}; a slice reads like 'train[:90%]')")
   n = int(splits[m["split"]]["num_examples"])
   start, stop = _bound(m["start"], n, 0), _bound(m["stop"], n, n)

@@ -18,8 +18,10 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
 
   # Input (alexnet_jax/data.py, loader.py; augmentation on the device: augment.py).
   c.data = ml_collections.ConfigDict()
-  c.data.name = "prepared"       # 'prepared': data_dir is a `launch.prepare` output | 'shapes'
-  c.data.data_dir = ""           # the prepared dataset's folder
+  c.data.name = "prepared"       # 'prepared': data_dir is a `launch.prepare` output | 'tfds' |
+                                 # 'shapes' (the quick start's generated data)
+  c.data.data_dir = ""           # the prepared dataset's folder ('tfds': tfds's data_dir)
+  c.data.tfds_name = ""          # 'tfds': a dataset built as ArrayRecord, e.g. 'cifar10'
   c.data.train_split = "train"   # a split, or a slice of one: 'train[:90%]', 'train[90%:]'
   c.data.eval_split = "validation"
   c.data.image_size = 227        # training crop and evaluation centre crop (§4.1)

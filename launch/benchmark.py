@@ -5,8 +5,9 @@
     python -m launch.benchmark --what=input --workers=4 --data_dir=data/imagenette
     python -m launch.benchmark --config.model.lrn=False --json=/tmp/bench.json
 
-`loop` and `input` read a prepared dataset (`launch.prepare`); without --data_dir they make
-a generated one at the config's resize size in a temporary folder. Medians over --repeats
+`loop` and `input` read a prepared dataset (`launch.prepare`), or with
+`--config.data.name=tfds --config.data.tfds_name=<name>` a tfds one; without either they make
+a generated prepared one at the config's resize size in a temporary folder. Medians over --repeats
 after --warmup. Prints a table and writes JSON (--json).
 """
 import json
@@ -38,6 +39,8 @@ _JSON = flags.DEFINE_string("json", None, "Write the results here as JSON.")
 
 def _with_data(cfg, tmp: str):
   cfg = cfg.copy_and_resolve_references()
+  if cfg.data.name == "tfds":
+    return cfg
   cfg.data.name, cfg.data.train_split = "prepared", "train"
   if _DATA_DIR.value:
     cfg.data.data_dir = _DATA_DIR.value

@@ -26,7 +26,10 @@ def launch_train(workdir, *flags):
     ({"mesh_shape": (16, 1)}, "needs 16 devices, but 8 are present"),
     ({"data.image_size": 24}, "image_size=24 is too small"),
     ({"data.name": "imagenet2012"}, "data.name must be one of .* got 'imagenet2012' "
-                                    r"\(a tfds dataset or an image folder is prepared first"),
+                                    r"\(an image folder is prepared first"),
+    ({"data.name": "tfds"}, "data.tfds_name is not set"),
+    ({"data.name": "tfds", "data.tfds_name": "no_such_dataset_xyz", "data.data_dir": "/tmp"},
+     "data.tfds_name 'no_such_dataset_xyz': tfds knows no such dataset"),
     ({"data.name": "prepared", "data.data_dir": "/no/such/dir"},
      "'/no/such/dir' is not a prepared dataset .* does not exist"),
     ({"batch_size": 0}, "batch_size must be at least 1, got 0"),
@@ -132,7 +135,7 @@ def with_empty_class(tmp_path_factory):
                       r"model.num_classes is 3; set --config.model.num_classes=4"),
     ("num_classes=5", "has 4 classes .* but model.num_classes is 5"),
     ("empty class in the middle", r"class\(es\) with no images in training split 'train': dog"),
-    ("eval_split=validation", "split 'validation' is not in the prepared dataset"),
+    ("eval_split=validation", "split 'validation' is not in the dataset"),
 ])
 def test_classes_and_splits_are_checked_before_training(shapes_dir, with_empty_class, tmp_path,
                                                         change, message):

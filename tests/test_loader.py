@@ -1,4 +1,5 @@
 """The input pipeline (loader.py): epochs, processes, exact resume, evaluation padding."""
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,20 @@ def indexed(tmp_path_factory):
 
 
 def data_cfg(root, train_split="train"):
-  return ml_collections.ConfigDict({"data_dir": root, "train_split": train_split})
+  return ml_collections.ConfigDict({"name": "prepared", "data_dir": root,
+                                    "train_split": train_split})
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+  pytest.importorskip("tensorflow_datasets")
+  return helpers.tfds_indexed(str(tmp_path_factory.mktemp("tfds")), n=48)
+
+
+def tfds_cfg(root, train_split="train", size=12):
+  return ml_collections.ConfigDict({"name": "tfds", "tfds_name": "indexed_shapes",
+                                    "data_dir": root, "train_split": train_split,
+                                    "resize_size": size})
 
 
 def indices(it, batches):
@@ -94,7 +108,7 @@ def test_slices_partition_a_split_and_bad_specs_are_one_line_errors(indexed):
   assert records.resolve_split(info, "train[:90%]") == ("train", 0, 86)
   assert records.resolve_split(info, "train[90%:]") == ("train", 86, N)
   assert records.resolve_split(info, "test[-10:]") == ("test", 86, N)
-  with pytest.raises(ValueError, match=r"'validation' is not in the prepared dataset "
+  with pytest.raises(ValueError, match=r"'validation' is not in the dataset "
                                        r"\(splits: test, train"):
     records.resolve_split(info, "validation")
   with pytest.raises(ValueError, match="is empty"):
@@ -116,3 +130,55 @@ def test_the_training_path_does_not_import_tensorflow():
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert out.stdout.strip() == "[]"
+
+
+def test_a_tfds_dataset_is_read_directly_as_squares_with_its_labels(tfds_dir):
+  split = loader.open_split(tfds_cfg(tfds_dir), "train")
+  assert len(split) == 48 and split.info["class_names"] == [f"class{c}" for c in range(4)]
+  examples = [split[i] for i in range(len(split))]
+  assert all(e["image"].shape == (12, 12, 3) and e["image"].dtype == np.uint8
+             for e in examples)                               # 12x13, 12x14 squared (§2)
+  index = helpers.index_of(np.stack([e["image"] for e in examples]))
+  assert sorted(index) == list(range(48))
+  assert [int(e["label"]) for e in examples] == [i % 4 for i in index]
+  # One epoch of batches is a permutation; a slice pair partitions the split.
+  it = loader.train_batches(tfds_cfg(tfds_dir), 8, seed=0)
+  assert sorted(indices(it, 6)) == list(range(48))
+  halves = [loader.open_split(tfds_cfg(tfds_dir), s) for s in ("test[:50%]", "test[50%:]")]
+  assert sorted(helpers.index_of(np.stack([h[i]["image"] for h in halves
+                                           for i in range(len(h))]))) == list(range(48))
+
+
+def test_a_tfds_dataset_without_random_access_is_a_one_line_error(tmp_path):
+  pytest.importorskip("tensorflow_datasets")
+  cfg = tfds_cfg(str(tmp_path))
+  with pytest.raises(ValueError, match="tfds knows no such dataset, and none is built in"):
+    loader.open_split(cfg, "train")
+  cfg.tfds_name = "cifar10"
+  with pytest.raises(ValueError, match="'cifar10' is not built in .*training never downloads"):
+    loader.open_split(cfg, "train")
+  helpers.tfds_indexed(str(tmp_path), n=4, file_format="tfrecord")
+  with pytest.raises(ValueError, match="stored as tfrecord, which has no random access: "
+                                       "rebuild it with --file_format=array_record"):
+    loader.open_split(tfds_cfg(str(tmp_path)), "train")   # indexed_shapes, now as tfrecord
+
+
+def test_training_on_a_tfds_dataset_needs_no_tensorflow(tfds_dir, tmp_path):
+  """launch.train on the tfds dataset, in a process where `import tensorflow` fails."""
+  blocker = tmp_path / "no_tf" / "tensorflow"
+  blocker.mkdir(parents=True)
+  (blocker / "__init__.py").write_text("raise ImportError('TensorFlow is blocked here')\n")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PYTHONPATH"] = str(blocker.parent)
+  flags = ["--config=experiments/quickstart.py", f"--workdir={tmp_path / 'run'}",
+           "--config.data.name=tfds", "--config.data.tfds_name=indexed_shapes",
+           f"--config.data.data_dir={tfds_dir}", "--config.data.eval_split=test",
+           "--config.model.num_classes=4", "--config.batch_size=8",
+           "--config.num_train_steps=4", "--config.log_every_steps=2",
+           "--config.eval_every_steps=4", "--config.checkpoint_every_steps=4"]
+  proc = subprocess.run([sys.executable, "-m", "launch.train", *flags], cwd=root, env=env,
+                        capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  metrics = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  assert metrics[-1]["step"] == 4 and "eval_top1_error" in metrics[-1]

@@ -1,0 +1,45 @@
+"""Max pooling (pooling.py) against flax.linen.max_pool: values and gradients, ties included."""
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alexnet_jax import pooling
+
+
+@pytest.mark.parametrize("shape,window,stride", [
+    ((2, 13, 13, 5), 3, 2),    # the paper's overlapping pooling (§3.4), odd size
+    ((2, 12, 14, 3), 3, 2),    # even sizes: the last row and column belong to no window
+    ((2, 12, 12, 4), 2, 2),    # non-overlapping, the §3.4 comparison
+    ((1, 10, 10, 2), 3, 3),
+])
+@pytest.mark.parametrize("ties", [False, True])
+def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties):
+  x = jax.random.normal(jax.random.key(0), shape)
+  if ties:   # few distinct values: most windows hold their maximum twice or more
+    x = jnp.round(x)
+  out_shape = nn.max_pool(x, (window, window), (stride, stride), "VALID").shape
+  g = jax.random.normal(jax.random.key(1), out_shape)
+
+  def loss(pool):
+    return lambda x: jnp.sum(pool(x) * g)
+
+  ours = lambda x: pooling.max_pool(x, window, stride)
+  theirs = lambda x: nn.max_pool(x, (window, window), (stride, stride), "VALID")
+  np.testing.assert_array_equal(ours(x), theirs(x))
+  grad_ours = jax.jit(jax.grad(loss(ours)))(x)
+  grad_theirs = jax.jit(jax.grad(loss(theirs)))(x)
+  np.testing.assert_allclose(grad_ours, grad_theirs, rtol=0, atol=1e-6)
+  # Every window's gradient goes to one input, so the gradient sums to g's sum.
+  np.testing.assert_allclose(jnp.sum(grad_ours), jnp.sum(g), rtol=1e-5)
+
+
+def test_max_pool_gradient_in_bfloat16():
+  x = jax.random.normal(jax.random.key(0), (2, 13, 13, 4)).astype(jnp.bfloat16)
+  g = jnp.ones((2, 6, 6, 4), jnp.bfloat16)
+  grad = jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2) * g).astype(jnp.float32))(x)
+  ref = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (3, 3), (2, 2), "VALID") * g)
+                 .astype(jnp.float32))(x)
+  assert grad.dtype == jnp.bfloat16
+  np.testing.assert_array_equal(np.asarray(grad, np.float32), np.asarray(ref, np.float32))
