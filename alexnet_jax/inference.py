@@ -7,7 +7,7 @@ for every mesh (see sharding.py), so only the target shardings change. Only the 
 are read, not the optimiser state.
 
 Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
-(shorter side to max(resize_size, image_size), central crop; prepare.square), then on the
+(shorter side to max(resize_size, image_size), central crop; records.square), then on the
 device the centre crop, or the ten crops of §4.1 (corners and centre, each also flipped)
 whose softmax outputs are averaged (augment.eval_images).
 
@@ -39,7 +39,7 @@ from etils import epath
 from flax import traverse_util
 from PIL import Image, ImageFile
 
-from alexnet_jax import (augment, checkpoint, evaluation, loader, models, prepare,
+from alexnet_jax import (augment, checkpoint, evaluation, loader, models, records,
                          sharding)
 from alexnet_jax import workdir as workdir_lib
 
@@ -310,7 +310,7 @@ def load_image(path: str, target: int) -> np.ndarray:
     except OSError as e:
       what = "truncated" if "truncated" in str(e) else "corrupt"
       raise ImageError(f"{name}: cannot decode {fmt}: the file is {what}") from None
-    return np.asarray(prepare.square(prepare.to_rgb(im), target), np.uint8)
+    return np.asarray(records.square(records.to_rgb(im), target), np.uint8)
 
 
 def eval_size(data_cfg) -> int:

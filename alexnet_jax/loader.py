@@ -34,7 +34,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
-from alexnet_jax import prepare, records
+from alexnet_jax import records
 
 
 class Split:
@@ -96,9 +96,9 @@ class TfdsSplit:
     example = self._source[self.start + index]
     image = np.asarray(example["image"])
     if image.ndim == 2 or image.shape[-1] != 3:
-      image = np.asarray(prepare.to_rgb(Image.fromarray(image.squeeze())))
+      image = np.asarray(records.to_rgb(Image.fromarray(image.squeeze())))
     if image.shape[:2] != (self.image_size, self.image_size):
-      image = np.asarray(prepare.square(Image.fromarray(image), self.image_size))
+      image = np.asarray(records.square(Image.fromarray(image), self.image_size))
     return {"image": image, "label": np.int32(example["label"])}
 
   def __getstate__(self):

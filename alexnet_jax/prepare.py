@@ -3,8 +3,8 @@
 §2 of the paper: "we down-sampled the images to a fixed resolution of 256 x 256. Given a
 rectangular image, we first rescaled the image such that the shorter side was of length 256,
 and then cropped out the central 256x256 patch from the resulting image." `prepare` does that
-once (PIL bicubic resize, which antialiases when shrinking), so that training reads uint8
-squares and does its own random 224x224 crops. An image already `size` x `size` is stored
+once (`records.square`: PIL bicubic resize, which antialiases when shrinking), so that
+training reads uint8 squares and does its own random 224x224 crops. An image already `size` x `size` is stored
 untouched: CIFAR-10 prepared at size 32 keeps its pixels bit-exact (raw encoding).
 
 Sources:
@@ -71,27 +71,6 @@ Item = tuple[str, int, "str | bytes"]
 
 # ---------------------------------------------------------------- one image (§2)
 
-def square(image: Image.Image, size: int) -> Image.Image:
-  """Shorter side to `size`, then the central size x size crop (§2); squares of `size` pass."""
-  width, height = image.size
-  if (width, height) == (size, size):
-    return image
-  scale = size / min(width, height)
-  new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-  image = image.resize((new_w, new_h), Image.BICUBIC)
-  left, top = (new_w - size) // 2, (new_h - size) // 2
-  return image.crop((left, top, left + size, top + size))
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-  """Grey, grey+alpha, palette, RGBA, CMYK ... -> RGB (alpha dropped)."""
-  if image.mode == "RGB":
-    return image
-  if image.mode == "P" and "transparency" in image.info:
-    image = image.convert("RGBA")
-  return image.convert("RGB")
-
-
 def _open(source: str | bytes) -> Image.Image:
   """Decodes fully; raises on truncated files (LOAD_TRUNCATED_IMAGES stays False)."""
   ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -116,7 +95,7 @@ def _reason(error: Exception) -> str:
 def encode_image(source: str | bytes, size: int, encoding: str, quality: int) -> bytes:
   """A file (path or bytes) -> the record payload: raw HWC RGB bytes, or a JPEG file."""
   with _open(source) as image:
-    image = square(to_rgb(image), size)
+    image = records.square(records.to_rgb(image), size)
   if encoding == "raw":
     return np.asarray(image, np.uint8).tobytes()
   buffer = io.BytesIO()

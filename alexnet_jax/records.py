@@ -1,8 +1,9 @@
 """Prepared datasets: every image stored once as a square of fixed size (§2), in ArrayRecord.
 
 The paper down-sampled every ImageNet image to 256x256 before training (§2: shorter side to
-256, then the central 256x256 patch). `launch.prepare` does that once; training then reads
-fixed-size uint8 squares and does the rest (random crops, flips, lighting) on the device.
+256, then the central 256x256 patch): `square`, with PIL's bicubic resize, which
+antialiases when shrinking. `launch.prepare` does that once; training then reads fixed-size
+uint8 squares and does the rest (random crops, flips, lighting) on the device.
 
 A prepared dataset is a folder:
 
@@ -28,11 +29,33 @@ import re
 import struct
 
 import numpy as np
+from PIL import Image
 
 FORMAT_VERSION = 1
 INFO_FILE = "dataset.json"
 ENCODINGS = ("raw", "jpeg")
 _LABEL = struct.Struct("<i")
+
+
+def square(image: Image.Image, size: int) -> Image.Image:
+  """Shorter side to `size`, then the central size x size crop (§2); squares of `size` pass."""
+  width, height = image.size
+  if (width, height) == (size, size):
+    return image
+  scale = size / min(width, height)
+  new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+  image = image.resize((new_w, new_h), Image.BICUBIC)
+  left, top = (new_w - size) // 2, (new_h - size) // 2
+  return image.crop((left, top, left + size, top + size))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+  """Grey, grey+alpha, palette, RGBA, CMYK ... -> RGB (alpha dropped)."""
+  if image.mode == "RGB":
+    return image
+  if image.mode == "P" and "transparency" in image.info:
+    image = image.convert("RGBA")
+  return image.convert("RGB")
 
 
 def encode(label: int, payload: bytes) -> bytes:
@@ -46,7 +69,6 @@ def decode(record: bytes, encoding: str, size: int) -> tuple[np.ndarray, int]:
   if encoding == "raw":
     image = np.frombuffer(record, np.uint8, offset=_LABEL.size).reshape(size, size, 3)
   else:
-    from PIL import Image  # pylint: disable=import-outside-toplevel
     with Image.open(io.BytesIO(record[_LABEL.size:])) as im:
       image = np.asarray(im.convert("RGB"))
   return image, label

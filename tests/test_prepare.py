@@ -75,7 +75,7 @@ def test_shorter_side_resize_then_central_crop():
   wide = np.zeros((20, 60, 3), np.uint8)   # thirds: red | green | blue
   wide[:, :20, 0], wide[:, 20:40, 1], wide[:, 40:, 2] = 255, 255, 255
   for image in (wide, wide.transpose(1, 0, 2)):   # and the same image standing up
-    out = np.asarray(prepare.square(Image.fromarray(image), 10)).astype(int)
+    out = np.asarray(records.square(Image.fromarray(image), 10)).astype(int)
     assert out.shape == (10, 10, 3)      # 20x60 -> 10x30 -> the middle 10x10
     inner = out[2:-2, 2:-2]
     assert (inner[..., 1] == 255).all() and (inner[..., [0, 2]] == 0).all()

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from alexnet_jax import augment, loader, models, prepare, train
+from alexnet_jax import augment, loader, models, prepare, records, train
 from experiments import cifar10, imagenette, quickstart
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")
@@ -81,7 +81,7 @@ def _conv1_and_lrn1(input_scale: str) -> tuple[np.ndarray, np.ndarray, float, fl
   cfg = imagenette.get_config()
   cfg.data.input_scale = input_scale
   files = sorted(glob.glob(os.path.join(DATA, "imagenette", "train", "*", "*.JPEG")))[::1000][:8]
-  squares = np.stack([np.asarray(prepare.square(Image.open(f).convert("RGB"),
+  squares = np.stack([np.asarray(records.square(Image.open(f).convert("RGB"),
                                                 cfg.data.resize_size)) for f in files])
   x = np.asarray(augment.eval_images(squares, cfg.data))
   model = models.create_model(cfg.model, cfg.data.image_size)
