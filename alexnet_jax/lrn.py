@@ -28,7 +28,11 @@ conv1 size), so the aim is few fused, vectorised passes and nothing stored:
 In the training step (side by side in one process, interleaved, medians of 4, batch 128,
 jax 0.10.2, 2 cores of an "Intel Xeon Processor" VM with AVX-512, /tmp script building one
 `train.Trainer` per variant): without LRN 41.0 images/s (3.12 s), the blockwise version
-before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). The earlier
+before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). Once pooling's
+gradient was fixed (pooling.py), a profile put most of what was left in the backward pass
+that computes t: a flat 1-D loop whose operands are [N, H, W, C] arrays pays a division per
+element to locate each pixel, so the pads are now rows of C (`_pad_pixels`): the paper step
+2.99 -> 2.94 s, against 2.54-2.57 s without LRN (same process series, batch 128). The earlier
 `launch.benchmark --what=lrn` (~0.2 s) times only the backward: with just the gradient
 needed, XLA drops the forward; and its input has no bias add and ReLU to fuse in. That is
 why the in-step cost was ~2x the standalone one.
@@ -103,6 +107,16 @@ def _powers(d: jax.Array, beta: float) -> tuple[jax.Array, jax.Array]:
   return p, p / d
 
 
+def _pad_pixels(x: jax.Array) -> jax.Array:
+  """x [..., C] -> flat [(P + 2) * C]: x's P pixels with a zero pixel either side.
+
+  Padded as rows of C, not as one flat vector: XLA:CPU loops over the pad's output shape,
+  and a flat 1-D loop reading [N, H, W, C] operands pays a division per element to find
+  each one's pixel; a [P + 2, C] loop runs along contiguous channels."""
+  c = x.shape[-1]
+  return jnp.pad(x.reshape(-1, c), ((1, 1), (0, 0))).reshape(-1)
+
+
 def _padded_shifts(x: jax.Array):
   """`_shifts` of x flattened, read from one copy of it padded with a zero pixel either side.
 
@@ -111,7 +125,7 @@ def _padded_shifts(x: jax.Array):
   a flat shifted slice), and every shifted read after it is a plain vectorised load.
   """
   c = x.shape[-1]
-  return _shifts(jnp.pad(x.reshape(-1), (c, c)), c, x.size, c)
+  return _shifts(_pad_pixels(x), c, x.size, c)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
@@ -129,7 +143,7 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
   xs = _padded_shifts(x)
   g0 = g.reshape(-1)
   t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
-  ts = _shifts(jnp.pad(t, (c, c)), c, x.size, c)
+  ts = _shifts(_pad_pixels(t.reshape(x.shape)), c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
   # two passes, which XLA:CPU then stores instead of fusing.
