@@ -8,7 +8,9 @@ pairs and a scatter. In the paper model's training step those took about 1 of th
 thread-seconds per step (jax 0.10.2, profiled with jax.profiler on a 2-core CPU), with or
 without LRN.
 
-Here the gradient is written with strided slices and pads, which XLA fuses into two passes:
+On the CPU the gradient is written with strided slices and pads instead (`phase_gradient`),
+which XLA fuses into two passes; GPUs and TPUs keep select-and-scatter, which they run
+natively (`lax.platform_dependent` picks when the step is compiled):
   1. for every pooling window, the offset (0 .. w*w - 1, row-major) of its first maximum:
      one pass reading the w*w strided views of x;
   2. the input gradient: each input pixel collects, for each offset, the output gradient of
@@ -36,12 +38,17 @@ def _views(x: jax.Array, window: int, stride: int, out_h: int, out_w: int):
       yield di, dj, lax.slice(x, (0, di, dj, 0), end, (1, stride, stride, 1))
 
 
+def _reduce_max(x: jax.Array, window: int, stride: int) -> jax.Array:
+  # A Python -inf, as flax passes: JAX then knows this as a max pool and can differentiate it.
+  return lax.reduce_window(x, -jnp.inf, lax.max, (1, window, window, 1), (1, stride, stride, 1),
+                           "VALID")
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
   """[B, H, W, C] -> [B, (H - window) // stride + 1, (W - window) // stride + 1, C]: the max
   over each window x window patch, `stride` apart, no padding (VALID)."""
-  return lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), lax.max, (1, window, window, 1),
-                           (1, stride, stride, 1), "VALID")
+  return _reduce_max(x, window, stride)
 
 
 def _max_pool_fwd(x, window, stride):
@@ -49,8 +56,9 @@ def _max_pool_fwd(x, window, stride):
   return y, (x, y)
 
 
-def _max_pool_bwd(window, stride, residuals, g):
-  x, y = residuals
+def phase_gradient(x: jax.Array, y: jax.Array, g: jax.Array, window: int, stride: int
+                   ) -> jax.Array:
+  """The input gradient of y = max_pool(x) for output gradient g, in two fused passes."""
   b, h, w, c = x.shape
   out_h, out_w = y.shape[1:3]
   views = list(_views(x, window, stride, out_h, out_w))
@@ -69,8 +77,19 @@ def _max_pool_bwd(window, stride, residuals, g):
     phases[a][bb] = phases[a][bb] + lax.pad(
         term, zero, [(0, 0, 0), (u, hp - out_h - u, 0), (v, wp - out_w - v, 0), (0, 0, 0)])
   grad = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [B, hp, s, wp, s, C]
-  grad = grad.reshape(b, hp * stride, wp * stride, c)[:, :h, :w]
-  return (grad.astype(x.dtype),)
+  return grad.reshape(b, hp * stride, wp * stride, c)[:, :h, :w].astype(x.dtype)
+
+
+def _max_pool_bwd(window, stride, residuals, g):
+  x, y = residuals
+
+  def xla_gradient(x, y, g):   # select-and-scatter: native and fast on GPU and TPU
+    del y
+    return jax.vjp(lambda x: _reduce_max(x, window, stride), x)[1](g)[0]
+
+  return (lax.platform_dependent(
+      x, y, g, cpu=lambda x, y, g: phase_gradient(x, y, g, window, stride),
+      default=xla_gradient),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)

@@ -43,3 +43,14 @@ def test_max_pool_gradient_in_bfloat16():
                  .astype(jnp.float32))(x)
   assert grad.dtype == jnp.bfloat16
   np.testing.assert_array_equal(np.asarray(grad, np.float32), np.asarray(ref, np.float32))
+
+
+def test_the_cpu_gradient_has_no_select_and_scatter():
+  """On the CPU the step compiles the fused phase gradient, not select-and-scatter (which
+  XLA:CPU expands into iotas, a reduce-window and a scatter); other platforms keep it."""
+  x = jnp.zeros((2, 13, 13, 4))
+  hlo = jax.jit(jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2)))).lower(x).as_text()
+  assert "select_and_scatter" not in hlo and "scatter" not in hlo
+  flax_hlo = jax.jit(jax.grad(lambda x: jnp.sum(nn.max_pool(x, (3, 3), (2, 2), "VALID")))
+                     ).lower(x).as_text()
+  assert "select_and_scatter" in flax_hlo   # the check can see it
