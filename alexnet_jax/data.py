@@ -51,9 +51,8 @@ def check_classes(data_cfg, num_classes: int) -> list[str]:
   train = loader.open_split(data_cfg, data_cfg.train_split)
   loader.open_split(data_cfg, data_cfg.eval_split)
   info, names = train.info, list(train.info["class_names"])
-  where = (f"data.data_dir {data_cfg.data_dir!r}" if data_cfg.name != "tfds"
-           else f"tfds dataset {data_cfg.tfds_name!r}")
-  counts = info["splits"][train.name].get("class_counts", [1] * len(names))  # tfds: unknown
+  where = loader.describe(data_cfg)
+  counts = info["splits"][train.name].get("class_counts") or []   # tfds: not known
   empty = [c for c, n in zip(names, counts) if n == 0]
   if empty:
     raise ValueError(f"{where}: class(es) with no images in training split {train.name!r}: "

@@ -428,9 +428,9 @@ def check_data_classes(restored: Restored, data_cfg) -> None:
   detail = "; ".join(part for part in (
       missing and f"missing {', '.join(missing[:5])}", extra and f"not trained on "
       f"{', '.join(extra[:5])}") if part) or "the same names in another order"
-  where = data_cfg.tfds_name if data_cfg.name == "tfds" else data_cfg.data_dir
-  raise ValueError(f"{where} has {len(names)} classes but checkpoint {restored.step} of "
-                   f"{restored.workdir} was trained on {len(restored.class_names)}: {detail}")
+  raise ValueError(f"{loader.describe(data_cfg)} has {len(names)} classes but checkpoint "
+                   f"{restored.step} of {restored.workdir} was trained on "
+                   f"{len(restored.class_names)}: {detail}")
 
 
 def write_report(report: dict, ten_crop: bool) -> str:

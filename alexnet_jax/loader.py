@@ -131,6 +131,13 @@ def tfds_builder(name: str, data_dir: str):
   return builder
 
 
+def describe(data_cfg) -> str:
+  """The run's data, as error messages name it."""
+  if data_cfg.name == "tfds":
+    return f"tfds dataset {data_cfg.tfds_name!r}"
+  return f"data.data_dir {data_cfg.data_dir!r}"
+
+
 def open_split(data_cfg, spec: str) -> Split | TfdsSplit:
   """The split `spec` of the run's data (`data.name` 'prepared' or 'tfds')."""
   if data_cfg.name == "tfds":

@@ -143,7 +143,7 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
   xs = _padded_shifts(x)
   g0 = g.reshape(-1)
   t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
-  ts = _shifts(_pad_pixels(t.reshape(x.shape)), c, x.size, c)
+  ts = _shifts(_pad_pixels(t.reshape(-1, c)), c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
   # two passes, which XLA:CPU then stores instead of fusing.

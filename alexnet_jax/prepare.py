@@ -4,8 +4,9 @@
 rectangular image, we first rescaled the image such that the shorter side was of length 256,
 and then cropped out the central 256x256 patch from the resulting image." `prepare` does that
 once (`records.square`: PIL bicubic resize, which antialiases when shrinking), so that
-training reads uint8 squares and does its own random 224x224 crops. An image already `size` x `size` is stored
-untouched: CIFAR-10 prepared at size 32 keeps its pixels bit-exact (raw encoding).
+training reads uint8 squares and does its own random 224x224 crops. An image already
+`size` x `size` is stored untouched: CIFAR-10 prepared at size 32 keeps its pixels bit-exact
+(raw encoding).
 
 Sources:
   a folder  `<root>/<split>/<class>/<image>`; every folder under root is a split, class

@@ -6,9 +6,9 @@
     python -m launch.benchmark --config.model.lrn=False --json=/tmp/bench.json
 
 `loop` and `input` read a prepared dataset (`launch.prepare`), or with
-`--config.data.name=tfds --config.data.tfds_name=<name>` a tfds one; without either they make
-a generated prepared one at the config's resize size in a temporary folder. Medians over --repeats
-after --warmup. Prints a table and writes JSON (--json).
+`--config.data.name=tfds --config.data.tfds_name=<name>` a tfds one; without either they
+make a generated prepared one at the config's resize size in a temporary folder. Medians
+over --repeats after --warmup. Prints a table and writes JSON (--json).
 """
 import json
 import os
