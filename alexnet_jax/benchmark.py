@@ -81,14 +81,12 @@ def train_and_eval_step(cfg: ml_collections.ConfigDict, warmup: int = 2, repeats
           "train_gflop_per_image": float(cost.get("flops", 0.0)) / b / 1e9}
 
 
-def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, workers: int = 0
-         ) -> dict:
-  """The training loop's images/s from `cfg.data` (a prepared dataset), against the step
-  alone on one batch in the same process: how much of the step's speed the loop keeps."""
-  stepper = _Stepper(cfg)
+def _loop_seconds(stepper: _Stepper, cfg, steps: int, warmup: int, workers: int,
+                  thread: bool) -> tuple[float, dict]:
+  """Seconds per step of the loop, and a batch it read."""
   batches = loader.DeviceIterator(
       loader.train_batches(cfg.data, cfg.batch_size, seed=0, workers=workers),
-      stepper.trainer.device_batch, ahead=2)
+      stepper.trainer.device_batch, ahead=2, thread=thread)
   try:
     for _ in range(warmup):   # compiles, and fills the loader's buffers
       jax.block_until_ready(stepper(next(batches)))
@@ -96,10 +94,20 @@ def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, worke
     for _ in range(steps):
       stepper(next(batches))
     jax.block_until_ready(stepper.sums)
-    loop_s = (time.perf_counter() - t) / steps
-    batch = next(batches)
+    return (time.perf_counter() - t) / steps, next(batches)
   finally:
     batches.close()
+
+
+def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, workers: int = 0
+         ) -> dict:
+  """The training loop's images/s from `cfg.data` (a prepared dataset), against the step
+  alone on one batch in the same process: how much of the step's speed the loop keeps.
+  The loop as `train.py` runs it (batches read and put on the devices by a background
+  thread), and for comparison with the loop's own thread doing both ('inline')."""
+  stepper = _Stepper(cfg)
+  loop_s, batch = _loop_seconds(stepper, cfg, steps, warmup, workers, thread=True)
+  inline_s, _ = _loop_seconds(stepper, cfg, steps, warmup, workers, thread=False)
   t = time.perf_counter()
   for _ in range(steps):
     stepper(batch)
@@ -107,8 +115,9 @@ def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, worke
   step_s = (time.perf_counter() - t) / steps
   b = cfg.batch_size
   return {"loop_images_per_s": b / loop_s, "step_images_per_s": b / step_s,
-          "loop_over_step": step_s / loop_s, "loop_steps": steps, "loop_workers": workers,
-          "batch_dtype": str(batch["image"].dtype)}
+          "loop_over_step": step_s / loop_s, "loop_inline_images_per_s": b / inline_s,
+          "loop_inline_over_step": step_s / inline_s, "loop_steps": steps,
+          "loop_workers": workers, "batch_dtype": str(batch["image"].dtype)}
 
 
 def input_rate(data_cfg, batch_size: int, batches: int = 20, warmup: int = 3,

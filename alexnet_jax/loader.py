@@ -212,14 +212,22 @@ def class_names(data_cfg) -> list[str]:
 class DeviceIterator:
   """Host batches put on the devices `ahead` batches before they are used.
 
+  With `thread` (the default) a background thread reads the host iterator and puts each
+  batch on the devices (grain's ThreadPrefetchDatasetIterator), so neither reading nor the
+  host-to-device copy waits in the loop's thread, which only dispatches steps; without it
+  the loop's own thread does both, `ahead` batches early.
+
   `get_state()` is the host iterator's state after the last batch handed out, not after
   the ones queued behind it, so a checkpoint resumes at the batch the step would have seen
   next. The interface (get_state/set_state as JSON bytes, start_prefetch) is the one that
   grain's orbax checkpoint handler expects.
   """
 
-  def __init__(self, host: grain.DatasetIterator, put: Callable[[dict], Any], ahead: int = 2):
+  def __init__(self, host: grain.DatasetIterator, put: Callable[[dict], Any], ahead: int = 2,
+               thread: bool = True):
     self._host, self._put, self._ahead = host, put, ahead
+    self._prefetch = (grain.experimental.ThreadPrefetchDatasetIterator(_Put(host, put), ahead)
+                      if thread else None)
     self._queue = collections.deque()
     self._state = host.get_state()
 
@@ -227,6 +235,8 @@ class DeviceIterator:
     return self
 
   def __next__(self):
+    if self._prefetch is not None:
+      return next(self._prefetch)
     while len(self._queue) <= self._ahead:   # the batch handed out and `ahead` behind it
       batch = next(self._host)
       self._queue.append((self._put(batch), self._host.get_state()))
@@ -234,9 +244,13 @@ class DeviceIterator:
     return batch
 
   def get_state(self) -> bytes:
-    return json.dumps(self._state).encode()
+    state = self._prefetch.get_state() if self._prefetch is not None else self._state
+    return json.dumps(state).encode()
 
   def set_state(self, state: bytes) -> None:
+    if self._prefetch is not None:
+      self._prefetch.set_state(json.loads(state))
+      return
     self._queue.clear()
     self._state = json.loads(state)
     self._host.set_state(self._state)
@@ -245,8 +259,29 @@ class DeviceIterator:
     pass
 
   def close(self) -> None:
-    """Stops the host iterator's worker processes."""
+    """Stops the prefetch thread and the host iterator's worker processes."""
+    if self._prefetch is not None:
+      self._prefetch.close()   # joins the thread before the host below is closed
     self._queue.clear()
     close = getattr(self._host, "close", None)
     if close:
       close()
+
+
+class _Put:
+  """The host iterator with `put` applied to each batch; its state is the host's."""
+
+  def __init__(self, host, put):
+    self._host, self._put = host, put
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    return self._put(next(self._host))
+
+  def get_state(self):
+    return self._host.get_state()
+
+  def set_state(self, state):
+    self._host.set_state(state)

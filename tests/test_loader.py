@@ -76,16 +76,30 @@ def test_resume_from_the_iterator_state_is_exact(indexed, workers):
   again.close()
 
 
-def test_device_iterator_state_is_that_of_the_last_batch_handed_out(indexed):
+@pytest.mark.parametrize("thread", [True, False])
+def test_device_iterator_state_is_that_of_the_last_batch_handed_out(indexed, thread):
   host = loader.train_batches(data_cfg(indexed), 8, seed=0)
-  it = loader.DeviceIterator(host, lambda b: b, ahead=2)
+  it = loader.DeviceIterator(host, lambda b: b, ahead=2, thread=thread)
   indices(it, 3)                           # 3 handed out, 2 more queued behind them
   state = it.get_state()
   expected = indices(it, 4)
+  it.set_state(state)                      # rewinds, queued batches dropped
+  np.testing.assert_array_equal(indices(it, 4), expected)
+  it.close()
   again = loader.DeviceIterator(loader.train_batches(data_cfg(indexed), 8, seed=0),
-                                lambda b: b, ahead=2)
+                                lambda b: b, ahead=2, thread=thread)
   again.set_state(state)
   np.testing.assert_array_equal(indices(again, 4), expected)
+  again.close()
+
+
+def test_device_iterator_thread_raises_the_host_error_in_the_loop(indexed):
+  def put(batch):
+    raise OSError("disk gone")
+  it = loader.DeviceIterator(loader.train_batches(data_cfg(indexed), 8, seed=0), put)
+  with pytest.raises(OSError, match="disk gone"):
+    next(it)
+  it.close()
 
 
 @pytest.mark.parametrize("count", [1, 3])

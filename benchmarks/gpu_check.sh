@@ -1,0 +1,68 @@
+#!/bin/bash
+# Issue 11's GPU checks in one run: the paper model's step, the training loop against it
+# (fp32 and bf16), the loader with several worker counts, and the real `launch.train` loop.
+#
+# Run from the repository root on a GPU machine whose Python has jax, flax, optax,
+# orbax-checkpoint, absl, pillow and tensorboard; grain, array_record, portpicker and
+# ml_collections may come as wheels in .whl/ (installed into /tmp/site first). Results go
+# to $OUT (default /tmp/gpu_check): one JSON per benchmark, logs, the train run's
+# metrics.jsonl, and a summary printed last.
+#
+#   WORKERS=12 bash benchmarks/gpu_check.sh
+#   CONFIG=experiments/quickstart.py REPEATS=2 STEPS=30 bash benchmarks/gpu_check.sh  # a dry run
+set -u
+OUT=${OUT:-/tmp/gpu_check}
+WORKERS=${WORKERS:-12}
+CONFIG=${CONFIG:-experiments/imagenet_paper.py}
+REPEATS=${REPEATS:-100}
+STEPS=${STEPS:-1500}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site
+fi
+{ date -u; nproc; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv;
+  python3 -c "import jax, flax, optax, orbax.checkpoint, grain; print('jax', jax.__version__,
+'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"; } 2>&1 | tee "$OUT/machine.txt"
+
+python3 -c "from alexnet_jax import synthetic
+synthetic.make_prepared_shapes('/tmp/shapes', num_classes=4, size=256)" || exit 1
+
+quiet() { grep -v '^[IW][0-9]\{4\} '; }   # absl's INFO/WARNING lines stay in the logs only
+bench() {   # name, then flags
+  local name=$1; shift
+  timeout 180 python3 -m launch.benchmark --config="$CONFIG" --data_dir=/tmp/shapes --json="$OUT/$name.json" "$@" \
+    > "$OUT/$name.log" 2>&1
+  echo "== $name (exit $?)"; quiet < "$OUT/$name.log" | tail -40
+}
+bench fp32 --what=train,loop,input,gemm --workers="$WORKERS" --warmup=3 --repeats="$REPEATS"
+bench bf16 --what=train,loop --workers="$WORKERS" --warmup=3 --repeats="$REPEATS" \
+  --config.model.dtype=bfloat16
+for w in 4 14; do bench "input_w$w" --what=input --workers=$w --warmup=5 --repeats="$REPEATS"; done
+
+rm -rf /tmp/run
+timeout 150 python3 -m launch.train --config="$CONFIG" --workdir=/tmp/run \
+  --config.data.data_dir=/tmp/shapes --config.data.eval_split=test \
+  --config.model.num_classes=4 --config.data.workers="$WORKERS" --config.num_train_steps="$STEPS" \
+  --config.log_every_steps=$((STEPS / 15)) --config.eval_every_steps=$((STEPS * 2 / 3)) \
+  --config.checkpoint_every_steps=$((STEPS * 2 / 3)) > "$OUT/train.log" 2>&1
+echo "== launch.train (exit $?)"; grep -E "images/s|eval|checkpoint|Error|error:" "$OUT/train.log" | tail -25
+cp /tmp/run/metrics.jsonl "$OUT/" 2>/dev/null
+
+echo "== summary"
+python3 - "$OUT" <<'EOF'
+import json, os, sys
+out = sys.argv[1]
+for name in ("fp32", "bf16", "input_w4", "input_w14"):
+  path = os.path.join(out, name + ".json")
+  if not os.path.exists(path):
+    print(name, "no result"); continue
+  r = json.load(open(path))
+  keys = ("train_images_per_s", "step_images_per_s", "loop_images_per_s", "loop_over_step",
+          "loop_inline_images_per_s", "loop_inline_over_step", "input_images_per_s",
+          "input_images_per_s_per_worker", "gemm_gflop_per_s", "loop_workers", "input_workers")
+  print(name, " ".join(f"{k}={r[k]:.4g}" if isinstance(r[k], float) else f"{k}={r[k]}"
+                       for k in keys if k in r))
+EOF
