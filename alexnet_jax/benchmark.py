@@ -87,8 +87,8 @@ def _loop_seconds(stepper: _Stepper, cfg, steps: int, warmup: int, workers: int,
   batches = loader.DeviceIterator(
       loader.train_batches(cfg.data, cfg.batch_size, seed=0, workers=workers),
       stepper.trainer.device_batch, ahead=2, thread=thread)
-  try:
-    for _ in range(warmup):   # compiles, and fills the loader's buffers
+  try:   # compiles; grain's workers take turns, so two rounds see every worker started
+    for _ in range(warmup + 2 * workers):
       jax.block_until_ready(stepper(next(batches)))
     t = time.perf_counter()
     for _ in range(steps):
@@ -125,7 +125,7 @@ def input_rate(data_cfg, batch_size: int, batches: int = 20, warmup: int = 3,
   """The training loader alone: uint8 batches of prepared squares per second."""
   it = loader.train_batches(data_cfg, batch_size, seed=0, workers=workers)
   try:
-    for _ in range(warmup):
+    for _ in range(warmup + 2 * workers):   # every worker started (they take turns)
       next(it)
     t = time.perf_counter()
     for _ in range(batches):
