@@ -235,18 +235,19 @@ class AlexNet(nn.Module):
                dtype=self.dtype, name=spec.name)(x)
       x = self._act(x)
       self.sow("intermediates", spec.name + "_out", x)
-      for i, op in enumerate(spec.post):
+      for i, op in enumerate(spec.post):   # sown as lrn1, pool1, ...
         if op == "lrn" and self.lrn:
+          h, w = x.shape[1:3]
+          if spec.post[i + 1:i + 2] == ("pool",):   # rows the pool never reads: pooling.py
+            x = pooling.pad_unread(x, self.pool_window, self.pool_stride)
           x = lrn_lib.local_response_norm(
               x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
               convention=self.lrn_convention, groups=local_towers,
               input_stored=i > 0 and spec.post[i - 1] == "pool")
+          self.sow("intermediates", op + spec.name[-1], x[:, :h, :w])
         elif op == "pool":
-          w, s = self.pool_window, self.pool_stride
-          x = pooling.max_pool(x, w, s)
-        else:
-          continue
-        self.sow("intermediates", op + spec.name[-1], x)   # lrn1, pool1, ...
+          x = pooling.max_pool(x, self.pool_window, self.pool_stride)
+          self.sow("intermediates", op + spec.name[-1], x)
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):

@@ -54,3 +54,24 @@ def test_the_cpu_gradient_has_no_select_and_scatter():
   flax_hlo = jax.jit(jax.grad(lambda x: jnp.sum(nn.max_pool(x, (3, 3), (2, 2), "VALID")))
                      ).lower(x).as_text()
   assert "select_and_scatter" in flax_hlo   # the check can see it
+
+
+@pytest.mark.parametrize("shape,window,stride,padded", [
+    ((2, 55, 55, 3), 3, 2, (56, 56)),   # conv1's output in the paper model
+    ((2, 27, 13, 3), 3, 2, (28, 14)),   # conv2's; a width of 13 -> 14
+    ((2, 55, 55, 3), 2, 2, (55, 55)),   # 56 would give a 28th window: left alone
+    ((2, 12, 12, 3), 3, 2, (12, 12)),   # already a multiple of the stride
+])
+def test_pad_unread_changes_neither_the_pool_nor_its_gradient(shape, window, stride, padded):
+  x = jax.random.normal(jax.random.key(0), shape)
+  g = jax.random.normal(jax.random.key(1), pooling.max_pool(x, window, stride).shape)
+
+  def loss(pad):
+    return lambda x: jnp.sum(pooling.max_pool(pad(x), window, stride) * g)
+
+  assert pooling.pad_unread(x, window, stride).shape[1:3] == padded
+  pad = lambda x: pooling.pad_unread(x, window, stride)
+  np.testing.assert_array_equal(pooling.max_pool(pad(x), window, stride),
+                                pooling.max_pool(x, window, stride))
+  np.testing.assert_array_equal(jax.jit(jax.grad(loss(pad)))(x),
+                                jax.jit(jax.grad(loss(lambda x: x)))(x))
