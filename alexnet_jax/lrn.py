@@ -32,7 +32,12 @@ before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). Once 
 gradient was fixed (pooling.py), a profile put most of what was left in the backward pass
 that computes t: a flat 1-D loop whose operands are [N, H, W, C] arrays pays a division per
 element to locate each pixel, so the pads are now rows of C (`_pad_pixels`): the paper step
-2.99 -> 2.94 s, against 2.54-2.57 s without LRN (same process series, batch 128). The earlier
+2.99 -> 2.94 s, against 2.54-2.57 s without LRN (same process series, batch 128). That
+pass also read the pooling gradient through a crop (55 of its 56 interleaved rows), with
+index arithmetic on every element; the model now pads LRN's input to 56 (28 at conv2) where
+no pooling window reads (pooling.pad_unread), and the pass halved (conv1: 200 -> 102
+thread-ms): 3.08 -> 2.88-2.96 s, on a day the step without LRN took 2.64; then t padded by
+concatenation instead of a pad: 2.82-2.88 -> 2.73-2.75 s. The earlier
 `launch.benchmark --what=lrn` (~0.2 s) times only the backward: with just the gradient
 needed, XLA drops the forward; and its input has no bias add and ReLU to fuse in. That is
 why the in-step cost was ~2x the standalone one.
@@ -143,7 +148,11 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
   xs = _padded_shifts(x)
   g0 = g.reshape(-1)
   t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
-  ts = _shifts(_pad_pixels(t.reshape(-1, c)), c, x.size, c)
+  # t padded by concatenation, not a pad: XLA fuses t's computation into either, and its
+  # CPU loop for a pad tests every element for the border (the paper step: 2.82-2.88 s with
+  # a pad, 2.73-2.75 with this, same process series).
+  zero = jnp.zeros((1, c), t.dtype)
+  ts = _shifts(jnp.concatenate([zero, t.reshape(-1, c), zero]).reshape(-1), c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
   # two passes, which XLA:CPU then stores instead of fusing.
