@@ -9,5 +9,6 @@ _CPU_CONV_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution
 if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CPU_CONV_FLAG}".strip()
 
-# TensorFlow (the input pipeline) prints C++ INFO notices on import; errors still show.
+# TensorFlow (launch.prepare's tfds sources; never the training path) prints C++ INFO
+# notices on import; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
