@@ -1,12 +1,14 @@
 #!/bin/bash
 # Issue 11's GPU checks in one run: the paper model's step, the training loop against it
-# (fp32 and bf16), the loader with several worker counts, and the real `launch.train` loop.
+# (fp32 and bf16), the loader with several worker counts, and the real `launch.train` loop
+# with and without the prefetch thread.
 #
 # Run from the repository root on a GPU machine whose Python has jax, flax, optax,
 # orbax-checkpoint, absl, pillow and tensorboard; grain, array_record, portpicker and
 # ml_collections may come as wheels in .whl/ (installed into /tmp/site first). Results go
-# to $OUT (default /tmp/gpu_check): one JSON per benchmark, logs, the train run's
-# metrics.jsonl, and a summary printed last.
+# to $OUT (default /tmp/gpu_check): one JSON per benchmark, their logs in bench.log, the
+# train runs' logs, machine.txt (8 files: what the device tool brings back), and a summary
+# printed last.
 #
 #   WORKERS=12 bash benchmarks/gpu_check.sh
 #   CONFIG=experiments/quickstart.py REPEATS=2 STEPS=30 bash benchmarks/gpu_check.sh  # a dry run
@@ -34,22 +36,26 @@ quiet() { grep -v '^[IW][0-9]\{4\} '; }   # absl's INFO/WARNING lines stay in th
 bench() {   # name, then flags
   local name=$1; shift
   timeout 180 python3 -m launch.benchmark --config="$CONFIG" --data_dir=/tmp/shapes --json="$OUT/$name.json" "$@" \
-    > "$OUT/$name.log" 2>&1
-  echo "== $name (exit $?)"; quiet < "$OUT/$name.log" | tail -40
+    > /tmp/bench.log 2>&1
+  echo "== $name (exit $?)" | tee -a "$OUT/bench.log"; cat /tmp/bench.log >> "$OUT/bench.log"
+  quiet < /tmp/bench.log | tail -40
 }
 bench fp32 --what=train,loop,input,gemm --workers="$WORKERS" --warmup=3 --repeats="$REPEATS"
 bench bf16 --what=train,loop --workers="$WORKERS" --warmup=3 --repeats="$REPEATS" \
   --config.model.dtype=bfloat16
 for w in 4 14; do bench "input_w$w" --what=input --workers=$w --warmup=5 --repeats="$REPEATS"; done
 
-rm -rf /tmp/run
-timeout 150 python3 -m launch.train --config="$CONFIG" --workdir=/tmp/run \
-  --config.data.data_dir=/tmp/shapes --config.data.eval_split=test \
-  --config.model.num_classes=4 --config.data.workers="$WORKERS" --config.num_train_steps="$STEPS" \
-  --config.log_every_steps=$((STEPS / 15)) --config.eval_every_steps=$((STEPS * 2 / 3)) \
-  --config.checkpoint_every_steps=$((STEPS * 2 / 3)) > "$OUT/train.log" 2>&1
-echo "== launch.train (exit $?)"; grep -E "images/s|eval|checkpoint|Error|error:" "$OUT/train.log" | tail -25
-cp /tmp/run/metrics.jsonl "$OUT/" 2>/dev/null
+for thread in True False; do   # the real loop, batches put from a background thread or not
+  rm -rf /tmp/run
+  timeout 150 python3 -m launch.train --config="$CONFIG" --workdir=/tmp/run \
+    --config.data.data_dir=/tmp/shapes --config.data.eval_split=test \
+    --config.model.num_classes=4 --config.data.workers="$WORKERS" \
+    --config.data.prefetch_thread=$thread --config.num_train_steps="$STEPS" \
+    --config.log_every_steps=$((STEPS / 15)) --config.eval_every_steps=$((STEPS * 2 / 3)) \
+    --config.checkpoint_every_steps=$((STEPS * 2 / 3)) > "$OUT/train_thread_$thread.log" 2>&1
+  echo "== launch.train, prefetch_thread=$thread (exit $?)"
+  grep -E "images/s|eval|checkpoint|Error|error:" "$OUT/train_thread_$thread.log" | tail -25
+done
 
 echo "== summary"
 python3 - "$OUT" <<'EOF'

@@ -33,6 +33,8 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.data.mean = (0.485, 0.456, 0.406)  # per-channel training-set mean, on a 0-1 scale (ImageNet)
   c.data.std = (0.229, 0.224, 0.225)   # used by 'standardized' only
   c.data.workers = -1            # loader processes; -1: none on <= 4 cores, else cores - 2
+  c.data.prefetch_thread = True  # read and put batches on the devices from a background
+                                 # thread (loader.DeviceIterator); False: the loop's thread
 
   # Optimisation (§5): SGD, momentum 0.9, weight decay 5e-4, lr 0.01, divided by 10 when
   # the validation error stops improving; about 90 epochs at batch 128.

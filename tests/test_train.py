@@ -190,16 +190,18 @@ def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
 @pytest.mark.slow
 def test_loader_worker_processes_resume_exactly(shapes_dir, tmp_path):
   """With grain worker processes, the loader state in the checkpoint still resumes at the
-  right batch: 6 steps straight equal 4, a restart, and 2 more."""
-  def cfg(steps):
+  right batch: 6 steps straight equal 4, a restart, and 2 more; the first 4 with batches
+  put on the device in the loop's own thread, the rest from the prefetch thread."""
+  def cfg(steps, thread=True):
     c = with_data(tiny_config(num_train_steps=steps, checkpoint_every_steps=2,
                               eval_every_steps=1000, log_every_steps=2), shapes_dir)
     c.data.workers = 2
+    c.data.prefetch_thread = thread
     c.model.dropout = 0.0
     return c
 
   train.train_and_evaluate(cfg(6), str(tmp_path / "straight"))
-  train.train_and_evaluate(cfg(4), str(tmp_path / "resumed"))
+  train.train_and_evaluate(cfg(4, thread=False), str(tmp_path / "resumed"))
   train.train_and_evaluate(cfg(6), str(tmp_path / "resumed"))
   trainer = train.Trainer(cfg(6))
   a, b = (checkpoint.restore(checkpoint.create_manager(str(tmp_path / d), read_only=True), 6,
