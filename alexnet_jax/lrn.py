@@ -122,6 +122,12 @@ def _pad_pixels(x: jax.Array) -> jax.Array:
   return jnp.pad(x.reshape(-1, c), ((1, 1), (0, 0))).reshape(-1)
 
 
+def _concat_pixels(x: jax.Array) -> jax.Array:
+  """`_pad_pixels` as a concatenation."""
+  zero = jnp.zeros((1, x.shape[-1]), x.dtype)
+  return jnp.concatenate([zero, x.reshape(-1, x.shape[-1]), zero]).reshape(-1)
+
+
 def _padded_shifts(x: jax.Array):
   """`_shifts` of x flattened, read from one copy of it padded with a zero pixel either side.
 
@@ -148,11 +154,12 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
   xs = _padded_shifts(x)
   g0 = g.reshape(-1)
   t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
-  # t padded by concatenation, not a pad: XLA fuses t's computation into either, and its
-  # CPU loop for a pad tests every element for the border (the paper step: 2.82-2.88 s with
-  # a pad, 2.73-2.75 with this, same process series).
-  zero = jnp.zeros((1, c), t.dtype)
-  ts = _shifts(jnp.concatenate([zero, t.reshape(-1, c), zero]).reshape(-1), c, x.size, c)
+  # On the CPU t is padded by concatenation, not a pad: XLA fuses t's computation into
+  # either, and its CPU loop for a pad tests every element for the border (the paper step:
+  # 2.82-2.88 s with a pad, 2.73-2.75 with this, same process series). Other platforms
+  # keep the pad they were measured with.
+  ts = _shifts(jax.lax.platform_dependent(t.reshape(-1, c), cpu=_concat_pixels,
+                                          default=_pad_pixels), c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
   # two passes, which XLA:CPU then stores instead of fusing.

@@ -238,8 +238,8 @@ class AlexNet(nn.Module):
       for i, op in enumerate(spec.post):   # sown as lrn1, pool1, ...
         if op == "lrn" and self.lrn:
           h, w = x.shape[1:3]
-          if spec.post[i + 1:i + 2] == ("pool",):   # rows the pool never reads: pooling.py
-            x = pooling.pad_unread(x, self.pool_window, self.pool_stride)
+          if spec.post[i + 1:i + 2] == ("pool",) and jax.default_backend() == "cpu":
+            x = pooling.pad_unread(x, self.pool_window, self.pool_stride)   # see pooling.py
           x = lrn_lib.local_response_norm(
               x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
               convention=self.lrn_convention, groups=local_towers,

@@ -110,6 +110,7 @@ def pad_unread(x: jax.Array, window: int, stride: int) -> jax.Array:
   which a flat XLA:CPU loop pays for with index arithmetic on every element: LRN's
   backward t pass took 102 instead of 200 thread-ms at conv1 and 62 instead of 133 at conv2
   (jax.profiler), the paper step 2.88-2.96 s instead of 3.08 (lrn.py has the series).
+  The model pads on the CPU only: GPUs keep the shapes their loop was measured with.
   """
   h, w = x.shape[1:3]
   ph, pw = -h % stride, -w % stride
