@@ -10,6 +10,11 @@
 # train runs' logs, machine.txt (8 files: what the device tool brings back), and a summary
 # printed last.
 #
+# The wheels, for a CPython 3.12 machine, fetched where pip reaches PyPI:
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 -d .whl \
+#     grain==0.2.18 array_record==0.8.6 ml_collections==1.1.0 portpicker==1.6.0
+#
 #   WORKERS=12 bash benchmarks/gpu_check.sh
 #   CONFIG=experiments/quickstart.py REPEATS=2 STEPS=30 bash benchmarks/gpu_check.sh  # a dry run
 set -u
