@@ -1,7 +1,9 @@
 #!/bin/bash
 # Issue 11's GPU checks in one run: the paper model's step, the training loop against it
 # (fp32 and bf16), the loader with several worker counts, and the real `launch.train` loop
-# with and without the prefetch thread.
+# with and without the prefetch thread; then LRN's CPU-only forms against the others'
+# (`benchmarks/lrn_forms.py`). QUICK=1 leaves out the loader's extra worker counts and the
+# train run without the thread.
 #
 # Run from the repository root on a GPU machine whose Python has jax, flax, optax,
 # orbax-checkpoint, absl, pillow and tensorboard; grain, array_record, portpicker and
@@ -16,13 +18,16 @@
 #     grain==0.2.18 array_record==0.8.6 ml_collections==1.1.0 portpicker==1.6.0
 #
 #   WORKERS=12 bash benchmarks/gpu_check.sh
-#   CONFIG=experiments/quickstart.py REPEATS=2 STEPS=30 bash benchmarks/gpu_check.sh  # a dry run
+#   QUICK=1 WORKERS=12 bash benchmarks/gpu_check.sh                          # about 4 minutes
+#   CONFIG=experiments/quickstart.py REPEATS=2 STEPS=30 LRN_FORMS="--steps=1 --rounds=1" \
+#     bash benchmarks/gpu_check.sh                                          # a CPU dry run
 set -u
 OUT=${OUT:-/tmp/gpu_check}
 WORKERS=${WORKERS:-12}
 CONFIG=${CONFIG:-experiments/imagenet_paper.py}
 REPEATS=${REPEATS:-100}
 STEPS=${STEPS:-1500}
+QUICK=${QUICK:-0}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 JAX_COMPILATION_CACHE_DIR=/tmp/jax_cache
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -48,9 +53,10 @@ bench() {   # name, then flags
 bench fp32 --what=train,loop,input,gemm --workers="$WORKERS" --warmup=3 --repeats="$REPEATS"
 bench bf16 --what=train,loop --workers="$WORKERS" --warmup=3 --repeats="$REPEATS" \
   --config.model.dtype=bfloat16
-for w in 4 14; do bench "input_w$w" --what=input --workers=$w --warmup=5 --repeats="$REPEATS"; done
+[ "$QUICK" = 1 ] || for w in 4 14; do bench "input_w$w" --what=input --workers=$w --warmup=5 --repeats="$REPEATS"; done
 
-for thread in True False; do   # the real loop, batches put from a background thread or not
+threads="True False"; [ "$QUICK" = 1 ] && threads=True
+for thread in $threads; do   # the real loop, batches put from a background thread or not
   rm -rf /tmp/run
   timeout 150 python3 -m launch.train --config="$CONFIG" --workdir=/tmp/run \
     --config.data.data_dir=/tmp/shapes --config.data.eval_split=test \
@@ -61,6 +67,10 @@ for thread in True False; do   # the real loop, batches put from a background th
   echo "== launch.train, prefetch_thread=$thread (exit $?)"
   grep -E "images/s|eval|checkpoint|Error|error:" "$OUT/train_thread_$thread.log" | tail -25
 done
+
+echo "== LRN's CPU forms against the others' on this backend" | tee -a "$OUT/bench.log"
+PYTHONPATH=".:${PYTHONPATH:-}" timeout 240 python3 benchmarks/lrn_forms.py ${LRN_FORMS:---steps=100 --rounds=5} \
+  2>&1 | quiet | tee -a "$OUT/bench.log"
 
 echo "== summary"
 python3 - "$OUT" <<'EOF'
