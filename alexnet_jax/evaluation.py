@@ -25,9 +25,12 @@ CENTRE_CROP = 4   # the centre crop's index in augment.eval_images' ten-crop ord
 
 def metric_sums(logits, labels, mask) -> dict:
   """Sums over the batch (padding masked out), so that they add across batches."""
-  top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
-  hit1 = top5[:, 0] == labels
-  hit5 = jnp.any(top5 == labels[:, None], axis=-1)
+  # The label's rank among the classes, ties going to the lower index as in lax.top_k: a
+  # comparison per logit, where top_k sorts every row (XLA:CPU took 22 ms a paper step).
+  own = jnp.take_along_axis(logits, labels[:, None], axis=-1)
+  lower = jnp.arange(logits.shape[-1]) < labels[:, None]
+  rank = jnp.sum((logits > own) | ((logits == own) & lower), axis=-1)
+  hit1, hit5 = rank == 0, rank < 5
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   return {"loss": jnp.sum(losses * mask), "top1_error": jnp.sum((1.0 - hit1) * mask),
           "top5_error": jnp.sum((1.0 - hit5) * mask), "count": jnp.sum(mask)}

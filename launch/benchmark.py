@@ -61,6 +61,7 @@ def main(argv):
   what = set(_WHAT.value)
   results = {"devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
              "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
+             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),   # see launch/__init__.py
              "arch": cfg.model.arch, "features": list(cfg.model.features), "lrn": cfg.model.lrn,
              "towers": cfg.model.towers,
              "image_size": cfg.data.image_size, "batch": cfg.batch_size, "dtype": cfg.model.dtype}

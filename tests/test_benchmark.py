@@ -9,6 +9,7 @@ import pytest
 
 from alexnet_jax import summary
 import helpers
+import launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -16,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def results(tmp_path_factory, shapes_dir):
   out = tmp_path_factory.mktemp("bench") / "bench.json"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "GLIBC_TUNABLES")}
   proc = subprocess.run(
       [sys.executable, "-m", "launch.benchmark", "--config=experiments/quickstart.py",
        "--config.model.features=(16,32,48,48,32)", "--config.model.fc_features=(64,64)",
@@ -26,6 +27,13 @@ def results(tmp_path_factory, shapes_dir):
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "loop_over_step" in proc.stdout
   return json.loads(out.read_text())
+
+
+@pytest.mark.skipif(launch._glibc_version() < (2, 35), reason="needs glibc 2.35+")
+def test_the_launcher_reran_itself_with_huge_pages(results):
+  # launch/__init__.py re-executed `python -m launch.benchmark ...`: its arguments survived
+  # (the JSON is where --json said) and its environment gained the tunable.
+  assert results["glibc_tunables"] == "glibc.malloc.hugetlb=1"
 
 
 def test_step_rates_are_the_batch_over_the_time(results):
