@@ -10,7 +10,8 @@ picks which reading of `alpha` is meant: 'paper' (alpha' = alpha, what
 
 How it is computed. On XLA:CPU this is memory- and page-fault-bound (every fresh full-size
 array costs a pass over memory and, with glibc's default malloc, ~0.1 s of page faults at the
-conv1 size), so the aim is few fused, vectorised passes and nothing stored:
+conv1 size; the launchers now ask for huge pages, launch/__init__.py), so the aim is few
+fused, vectorised passes and nothing stored:
 
 * x is flattened and copied once with a zero pixel either side; a shift along the channels
   is then a slice of that copy that runs into the neighbouring pixel, where a channel mask
