@@ -271,7 +271,7 @@ class _Run:
         loader.train_batches(cfg.data, self.local_batch, seed=cfg.seed,
                              process_index=jax.process_index(),
                              process_count=jax.process_count(), workers=self.workers),
-        self.trainer.device_batch, ahead=2, thread=cfg.data.get("prefetch_thread", True))
+        self.trainer.device_batch, ahead=2, thread=cfg.data.prefetch_thread)
 
   def start(self) -> tuple[int, TrainState, dict]:
     """(step, state, meta): a fresh state, or the latest checkpoint's with the loader's
