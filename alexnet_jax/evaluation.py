@@ -30,7 +30,8 @@ def metric_sums(logits, labels, mask) -> dict:
   own = jnp.take_along_axis(logits, labels[:, None], axis=-1)
   lower = jnp.arange(logits.shape[-1]) < labels[:, None]
   rank = jnp.sum((logits > own) | ((logits == own) & lower), axis=-1)
-  hit1, hit5 = rank == 0, rank < 5
+  finite = jnp.all(jnp.isfinite(logits), axis=-1)   # NaN compares False: never a hit
+  hit1, hit5 = (rank == 0) & finite, (rank < 5) & finite
   losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   return {"loss": jnp.sum(losses * mask), "top1_error": jnp.sum((1.0 - hit1) * mask),
           "top5_error": jnp.sum((1.0 - hit5) * mask), "count": jnp.sum(mask)}

@@ -2,25 +2,49 @@
 
 flax.metrics.tensorboard writes through TensorFlow's file API, and the training path must
 run on a JAX-only image. This writes the same event files with TensorBoard's own protocol
-buffers and record framing (`tensorboard.compat.proto`, `RecordWriter`), local files only.
+buffers and record framing (`tensorboard.compat.proto`, `RecordWriter`). A local file is
+appended to; on cloud storage (`gs://`), where objects cannot be appended to, each flush
+uploads the whole file again (a 90-epoch run's events are a few MB).
 """
 from __future__ import annotations
 
+import io
 import os
 import socket
 import time
 
+from etils import epath
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
+
+from alexnet_jax import workdir as workdir_lib
+
+
+class _Upload(io.BytesIO):
+  """A file object whose every flush writes all its bytes to `path` (an epath URL)."""
+
+  def __init__(self, path: epath.Path):
+    super().__init__()
+    self._path = path
+
+  def flush(self) -> None:
+    self._path.write_bytes(self.getvalue())
+
+  def close(self) -> None:
+    if not self.closed:
+      self.flush()
+    super().close()
 
 
 class ScalarWriter:
   """Appends scalar summaries to a new `events.out.tfevents.*` file in `logdir`."""
 
-  def __init__(self, logdir: str):
-    os.makedirs(logdir, exist_ok=True)
-    name = f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
-    self._records = RecordWriter(open(os.path.join(logdir, name), "wb"))
+  def __init__(self, logdir):
+    logdir = workdir_lib.resolve(logdir)
+    logdir.mkdir(parents=True, exist_ok=True)
+    path = logdir / f"events.out.tfevents.{int(time.time())}.{socket.gethostname()}.{os.getpid()}"
+    out = _Upload(path) if workdir_lib.is_url(path) else open(path, "wb")
+    self._records = RecordWriter(out)
     self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
 
   def _write(self, event: event_pb2.Event) -> None:

@@ -89,7 +89,7 @@ def _tuples(tree):
 
 
 def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
-  directory = checkpoint.checkpoint_dir(workdir)
+  directory = workdir_lib.checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"no checkpoints in {workdir}: {directory} does not exist")
   manager = checkpoint.create_manager(workdir, read_only=True)
@@ -119,7 +119,7 @@ def eval_errors(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[in
 def resolve_step(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[int],
                  step: int | str) -> int:
   """'latest', 'best' (lowest validation top-1 error) or a step number -> a saved step."""
-  where = checkpoint.checkpoint_dir(workdir)
+  where = workdir_lib.checkpoint_dir(workdir)
   available = ", ".join(map(str, steps))
   if isinstance(step, str) and step.strip().isdigit():
     step = int(step)

@@ -5,13 +5,16 @@ The host only reads: every image was brought to a fixed square once by `launch.p
 jitted step (augment.py). What crosses to the device is uint8, a quarter of float32.
 
 Training: the split is shuffled as a whole, afresh every epoch (grain's index shuffle with
-the run's seed, re-seeded per epoch), and process p of P takes elements p, p + P, ... of
-that sequence, so processes never overlap. `data.workers` processes decode (0: threads in
-this process). The iterator's state goes into every checkpoint (checkpoint.py): a resume
-continues with exactly the batch the interrupted run would have read next, with no replay.
+the run's seed, re-seeded per epoch), and global batch k is elements kB ... kB + B - 1 of
+that sequence, whatever the number of processes or devices. A process reads only its rows
+of each global batch (its `sharding.Feed`: block `index` of `count`), so processes sharing
+a data row read the same examples and the others never overlap. `data.workers` processes
+decode (0: threads in this process). The position is the number of global batches read,
+one per step: a resume, on any number of processes, starts at the batch the interrupted
+run would have read next (checkpoint.py stores it), with no replay.
 
-Evaluation: process p takes elements p, p + P, ... in stored order; the last batch is padded
-(mask 0), and every process yields the same number of batches so that they stay in step.
+Evaluation: feed i of n takes elements i, i + n, ... in stored order; the last batch is
+padded (mask 0), and every feed yields the same number of batches so that they stay in step.
 
 Sources (`data.name`): 'prepared' reads a `launch.prepare` output (`Split`); 'tfds' reads a
 tfds dataset stored as ArrayRecord (`TfdsSplit`, through tfds's data source, which decodes
@@ -24,7 +27,6 @@ evaluation 'mask' float32 [B]. Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 from typing import Any, Callable, Iterator
@@ -159,27 +161,31 @@ def _with_workers(ds: grain.IterDataset, workers: int) -> grain.IterDataset:
   return ds
 
 
-def train_batches(data_cfg, batch_size: int, *, seed: int, process_index: int = 0,
-                  process_count: int = 1, workers: int = 0) -> grain.DatasetIterator:
-  """An endless iterator of this process's training batches (see the module docstring).
-
-  `batch_size` is per process. Its `get_state()` / `set_state()` resume it exactly.
-  """
+def train_batches(data_cfg, batch_size: int, *, seed: int, feed_index: int = 0,
+                  feed_count: int = 1, start: int = 0, workers: int = 0
+                  ) -> grain.DatasetIterator:
+  """An endless iterator of this process's rows of the global batches `start`, `start`+1,
+  ... (see the module docstring). `batch_size` is the global batch."""
   split = open_split(data_cfg, data_cfg.train_split)
-  if len(split) < process_count * batch_size:
+  if len(split) < batch_size:
     raise ValueError(f"training split {split.spec!r} of {split.root} has {len(split)} "
-                     f"examples, fewer than one batch of {batch_size * process_count}")
-  ds = (grain.MapDataset.source(split).shuffle(seed=seed % 2**32).repeat()
-        [process_index::process_count].batch(batch_size, drop_remainder=True))
+                     f"examples, fewer than one batch of {batch_size}")
+  if batch_size % feed_count:
+    raise ValueError(f"batch_size={batch_size} does not split into {feed_count} equal parts "
+                     "for the processes' data rows")
+  rows = (grain.MapDataset.source(split).shuffle(seed=seed % 2**32).repeat()
+          .batch(batch_size // feed_count, drop_remainder=True))
+  ds = rows[feed_index::feed_count][start:]
   return iter(_with_workers(ds.to_iter_dataset(_read_options(workers)), workers))
 
 
-def eval_batches(data_cfg, spec: str, batch_size: int, *, process_index: int = 0,
-                 process_count: int = 1, workers: int = 0) -> Iterator[dict]:
-  """This process's batches of an evaluation split, padded as the module docstring says."""
+def eval_batches(data_cfg, spec: str, batch_size: int, *, feed_index: int = 0,
+                 feed_count: int = 1, workers: int = 0) -> Iterator[dict]:
+  """This feed's batches of an evaluation split, padded as the module docstring says;
+  `batch_size` is per feed."""
   split = open_split(data_cfg, spec)
-  local = grain.MapDataset.source(split)[process_index::process_count]
-  num_batches = num_eval_batches(len(split), batch_size, process_count)
+  local = grain.MapDataset.source(split)[feed_index::feed_count]
+  num_batches = num_eval_batches(len(split), batch_size, feed_count)
   ds = _with_workers(local.batch(batch_size).to_iter_dataset(_read_options(workers)), workers)
   size = split.image_size
   empty = {"image": np.zeros((0, size, size, 3), np.uint8), "label": np.zeros(0, np.int32)}
@@ -197,8 +203,8 @@ def eval_batches(data_cfg, spec: str, batch_size: int, *, process_index: int = 0
     it.close()
 
 
-def num_eval_batches(num_examples: int, batch_size: int, process_count: int = 1) -> int:
-  return math.ceil(math.ceil(num_examples / process_count) / batch_size)
+def num_eval_batches(num_examples: int, batch_size: int, feed_count: int = 1) -> int:
+  return math.ceil(math.ceil(num_examples / feed_count) / batch_size)
 
 
 def num_examples(data_cfg, spec: str) -> int:
@@ -215,12 +221,8 @@ class DeviceIterator:
   With `thread` (the default) a background thread reads the host iterator and puts each
   batch on the devices (grain's ThreadPrefetchDatasetIterator), so neither reading nor the
   host-to-device copy waits in the loop's thread, which only dispatches steps; without it
-  the loop's own thread does both, `ahead` batches early.
-
-  `get_state()` is the host iterator's state after the last batch handed out, not after
-  the ones queued behind it, so a checkpoint resumes at the batch the step would have seen
-  next. The interface (get_state/set_state as JSON bytes, start_prefetch) is the one that
-  grain's orbax checkpoint handler expects.
+  the loop's own thread does both, `ahead` batches early. Its position needs no state of
+  its own: it is the number of steps taken (see the module docstring).
   """
 
   def __init__(self, host: grain.DatasetIterator, put: Callable[[dict], Any], ahead: int = 2,
@@ -229,7 +231,6 @@ class DeviceIterator:
     self._prefetch = (grain.experimental.ThreadPrefetchDatasetIterator(_Put(host, put), ahead)
                       if thread else None)
     self._queue = collections.deque()
-    self._state = host.get_state()
 
   def __iter__(self):
     return self
@@ -238,25 +239,8 @@ class DeviceIterator:
     if self._prefetch is not None:
       return next(self._prefetch)
     while len(self._queue) <= self._ahead:   # the batch handed out and `ahead` behind it
-      batch = next(self._host)
-      self._queue.append((self._put(batch), self._host.get_state()))
-    batch, self._state = self._queue.popleft()
-    return batch
-
-  def get_state(self) -> bytes:
-    state = self._prefetch.get_state() if self._prefetch is not None else self._state
-    return json.dumps(state).encode()
-
-  def set_state(self, state: bytes) -> None:
-    if self._prefetch is not None:
-      self._prefetch.set_state(json.loads(state))
-      return
-    self._queue.clear()
-    self._state = json.loads(state)
-    self._host.set_state(self._state)
-
-  def start_prefetch(self) -> None:
-    pass
+      self._queue.append(self._put(next(self._host)))
+    return self._queue.popleft()
 
   def close(self) -> None:
     """Stops the prefetch thread and the host iterator's worker processes."""

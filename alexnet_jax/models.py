@@ -10,7 +10,8 @@ Architecture (§3.5, Figure 2), for a 227x227 input:
     fc6 4096 -> ReLU -> dropout, fc7 4096 -> ReLU -> dropout, fc8 num_classes
 
 (§4.2 puts dropout on the outputs of fc6 and fc7; torchvision's 'owt' model puts it on
-their inputs instead, `dropout_at='inputs'`.)
+their inputs instead, `dropout_at='inputs'`. Either way each example's mask is drawn from
+its index in the global batch, so the masks are the same on every device layout.)
 
 Towers (§3.2) are a modelling concept here: with `towers` = 2 every layer's output channels
 are split in two halves, and conv2, conv4 and conv5 read only the half of their input that
@@ -221,8 +222,32 @@ class AlexNet(nn.Module):
   def _act(self, x):
     return {"relu": nn.relu, "tanh": jnp.tanh}[self.activation](x)
 
+  def _dropout(self, x, example_ids, train: bool, tower_share: bool):
+    """Inverted dropout (§4.2), one mask per example from its index in the global batch
+    (`example_ids`), so that no mesh changes the masks. With `tower_share`, `x` is this
+    device's tower of the layer and takes its share of the whole layer's mask."""
+    rate = self.dropout
+    if not train or rate == 0:
+      return x
+    if rate >= 1:
+      return jnp.zeros_like(x)
+    key = self.make_rng("dropout")
+    shards = 1 if self.model_axis is None or not tower_share else self.towers
+    width = x.shape[-1]
+    keep = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - rate,
+                                                   (width * shards,)))(example_ids)
+    if shards > 1:
+      keep = jax.lax.dynamic_slice_in_dim(keep, jax.lax.axis_index(self.model_axis) * width,
+                                          width, axis=-1)
+    return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool = False) -> jax.Array:
+  def __call__(self, images: jax.Array, *, train: bool = False,
+               example_ids: jax.Array | None = None) -> jax.Array:
+    """Logits [B, num_classes]. `example_ids` [B]: each example's index in the global
+    batch, which its dropout masks are drawn from (default 0..B-1: one device)."""
+    if example_ids is None:
+      example_ids = jnp.arange(images.shape[0])
     shards = 1 if self.model_axis is None else self.towers   # towers held elsewhere
     local_towers = self.towers // shards
     x = images.astype(self.dtype)
@@ -252,15 +277,15 @@ class AlexNet(nn.Module):
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):
       name = f"fc{first_fc + i}"
-      if self.dropout_at == "inputs":
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
+      if self.dropout_at == "inputs":   # all towers' inputs: the same mask on every device
+        x = self._dropout(x, example_ids, train, tower_share=False)
       kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
       x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=kernel_init,
                    bias_init=bias_init)(x)
       x = self._act(x)
       self.sow("intermediates", name + "_out", x)
       if self.dropout_at == "outputs":
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)   # inverted dropout
+        x = self._dropout(x, example_ids, train, tower_share=True)
       x = self._gather(x)
     name = f"fc{first_fc + len(self.fc_features)}"
     kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])

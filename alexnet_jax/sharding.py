@@ -14,16 +14,27 @@ one device per tower and the `data` axis splits the batch:
   arrays; differentiating through `shard_map` gives each device its tower's gradients, and
   the mean over the `data`-sharded batch averages gradients over `data`.
 
+Several processes (one per host, or one per GPU): the mesh is built by `jax`'s mesh_utils,
+so it follows the device topology, and where each process's devices divide into towers a
+process holds whole data rows (a hybrid mesh: the towers' gathers stay inside a host). With
+one device per process the two towers of a row live in two processes. Either way a process
+reads the rows of the global batch that its devices hold (`feed`): processes that share a
+data row read the same examples, and `put_batch` names the global shape, so a process that
+fed the wrong number of rows raises instead of training on mismatched halves.
+
 Model code never names a device; this module is the only place that does.
 """
 from __future__ import annotations
 
+import collections
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from alexnet_jax import models
@@ -61,11 +72,52 @@ def mesh_shape(cfg: ml_collections.ConfigDict, num_devices: int | None = None) -
 
 
 def make_mesh(cfg: ml_collections.ConfigDict, devices=None) -> Mesh:
-  """The mesh over `devices` (all by default); an explicit smaller mesh_shape takes the
-  first data * model of them."""
-  devices = jax.devices() if devices is None else devices
+  """The (data, model) mesh over `devices` (all by default); an explicit smaller mesh_shape
+  takes the first data * model of them. See the module docstring for the layout."""
+  devices = list(jax.devices() if devices is None else devices)
   data, model = mesh_shape(cfg, len(devices))
-  return Mesh(np.asarray(devices[:data * model]).reshape(data, model), (DATA, MODEL))
+  devices = devices[:data * model]
+  per_process = collections.Counter(d.process_index for d in devices)
+  local = min(per_process.values())
+  if len(per_process) > 1 and len(set(per_process.values())) == 1 and local % model == 0:
+    grid = mesh_utils.create_hybrid_device_mesh(
+        (local // model, model), (len(per_process), 1), devices, process_is_granule=True,
+        allow_split_physical_axes=True)
+  else:
+    grid = mesh_utils.create_device_mesh((data, model), devices,
+                                         allow_split_physical_axes=True)
+  return Mesh(grid, (DATA, MODEL))
+
+
+class Feed(NamedTuple):
+  """Which part of each global batch a process reads: the `index`-th of `count` equal,
+  consecutive blocks of rows. Processes whose devices share data rows share a feed."""
+  index: int
+  count: int
+
+
+@functools.lru_cache(maxsize=None)
+def feed(mesh: Mesh, process_index: int | None = None) -> Feed:
+  """This process's `Feed` on `mesh` (process `process_index`'s, when given).
+
+  ValueError, the same on every process, when some process's devices do not hold a
+  consecutive block of data rows of the same size as every other's."""
+  rows = collections.defaultdict(set)
+  for i, row in enumerate(mesh.devices):
+    for device in row:
+      rows[device.process_index].add(i)
+  data = mesh.shape[DATA]
+  feeds = {}
+  for p, held in rows.items():
+    n, first = len(held), min(held)
+    if held != set(range(first, first + n)) or first % n or data % n:
+      raise ValueError(f"process {p} holds data rows {sorted(held)} of the mesh's {data}; "
+                       "each process must hold a consecutive block of rows of one size "
+                       "(set --config.mesh_shape to fit the devices per process)")
+    feeds[p] = Feed(first // n, data // n)
+  if len({f.count for f in feeds.values()}) > 1:
+    raise ValueError(f"processes hold different numbers of data rows: {feeds}")
+  return feeds[jax.process_index() if process_index is None else process_index]
 
 
 def param_spec(mesh: Mesh, x) -> P:
@@ -93,29 +145,34 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def put_batch(batch_sharding: NamedSharding, batch: dict) -> dict:
-  """A process's numpy batch -> global arrays sharded over `data` (dtypes kept: uint8
-  images cross as uint8, a quarter of float32's traffic)."""
-  return {k: jax.make_array_from_process_local_data(batch_sharding, np.asarray(v))
-          for k, v in batch.items()}
+  """A process's numpy rows of the global batch (its `feed`) -> global arrays sharded over
+  `data` (dtypes kept: uint8 images cross as uint8, a quarter of float32's traffic)."""
+  count = feed(batch_sharding.mesh).count
+  out = {}
+  for k, v in batch.items():
+    v = np.asarray(v)
+    out[k] = jax.make_array_from_process_local_data(
+        batch_sharding, v, global_shape=(v.shape[0] * count, *v.shape[1:]))
+  return out
 
 
 def make_apply_fn(model_cfg: ml_collections.ConfigDict, image_size: int, mesh: Mesh):
   """`apply(params, images, rng, train) -> logits` with the towers laid out on `mesh`.
 
   `images` is [B, H, W, 3] sharded over `data`; `logits` [B, classes] likewise. With
-  train=True, each device draws its own dropout masks (the key is folded with its position).
+  train=True, each example's dropout masks come from `rng` and its index in the global
+  batch (models.AlexNet._dropout), so they are the same on every mesh.
   """
   towers_on_devices = mesh.shape[MODEL] > 1
   model = models.create_model(model_cfg, image_size, MODEL if towers_on_devices else None)
 
   def local(params, images, rng, train):
-    rngs = None
+    rngs, b = None, images.shape[0]
     if train:
-      rng = jax.random.fold_in(rng, jax.lax.axis_index(DATA))
-      if towers_on_devices:
-        rng = jax.random.fold_in(rng, jax.lax.axis_index(MODEL))
       rngs = {"dropout": rng}
-    return model.apply({"params": params}, images, train=train, rngs=rngs)
+    example_ids = jax.lax.axis_index(DATA) * b + jnp.arange(b)
+    return model.apply({"params": params}, images, train=train, rngs=rngs,
+                       example_ids=example_ids)
 
   @functools.partial(jax.jit, static_argnames="train")
   def apply(params, images, rng, train: bool = False):

@@ -15,7 +15,9 @@ import itertools
 import json
 import math
 import os
+import signal
 import subprocess
+import threading
 import time
 from typing import Any, Callable
 
@@ -26,6 +28,7 @@ import numpy as np
 import optax
 from absl import logging
 from flax import struct
+from jax.experimental import multihost_utils
 
 from alexnet_jax import (augment, checkpoint, data, evaluation, events, loader, models,
                          sharding)
@@ -140,6 +143,7 @@ class Trainer:
     self.apply_fn = sharding.make_apply_fn(cfg.model, self.image_size, self.mesh)
     self.tx = create_optimizer(cfg, steps_per_epoch)
     self.batch_sharding = sharding.batch_sharding(mesh=self.mesh)
+    self.feed = sharding.feed(self.mesh)   # this process's rows of each global batch
     abstract = jax.eval_shape(self._init, jax.random.key(0))
     self.state_shardings = sharding.param_shardings(self.mesh, abstract)
     self.abstract_state = checkpoint.abstract(abstract, self.state_shardings)
@@ -183,9 +187,6 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
   if cfg.batch_size % data:
     raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {data} data-parallel "
                      f"devices of mesh (data={data}, model={model})")
-  if cfg.batch_size % jax.process_count():
-    raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the "
-                     f"{jax.process_count()} processes")
 
 
 # --------------------------------------------------------------------------- the loop
@@ -199,27 +200,96 @@ def _code_revision() -> str:
     return "unknown"
 
 
-def write_run_info(cfg, workdir: str, class_names: list[str]) -> None:
-  """The resolved config, the code revision and the class names, for predict/evaluate."""
-  workdir_lib.write_run_info(workdir, {
-      "config": json.loads(cfg.to_json_best_effort()), "revision": _code_revision(),
-      "class_names": class_names})
+# Fields that a rerun may change on a resume, with `allow_changes` (launch.train
+# --resume_with_changes): how long, how often, and where the same data is read from.
+CHANGEABLE_ON_RESUME = ("num_epochs", "num_train_steps", "log_every_steps",
+                        "eval_every_steps", "eval_batches", "checkpoint_every_steps",
+                        "keep_checkpoints", "data.workers", "data.prefetch_thread",
+                        "data.data_dir")
+
+
+def run_info(cfg, class_names: list[str]) -> dict:
+  """run.json: the resolved config, the code revision and the class names."""
+  return {"config": json.loads(cfg.to_json_best_effort()), "revision": _code_revision(),
+          "class_names": list(class_names)}
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = v
+  return out
+
+
+def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
+  """A workdir belongs to one config: ValueError listing the fields where `info` differs
+  from the run.json of a workdir that already holds checkpoints. With `allow_changes`,
+  differences in CHANGEABLE_ON_RESUME only are accepted (and run.json is then rewritten)."""
+  path = workdir_lib.resolve(workdir) / workdir_lib.RUN_INFO
+  if not path.exists() or not (workdir_lib.resolve(workdir) / workdir_lib.CHECKPOINTS).exists():
+    return
+  old = workdir_lib.read_run_info(workdir)
+  before = {**_flat(old["config"]), "class_names": old.get("class_names")}
+  after = {**_flat(json.loads(json.dumps(info["config"]))), "class_names": info["class_names"]}
+  changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+  changeable = set(CHANGEABLE_ON_RESUME)
+  if after.get("schedule") == "cosine":   # its curve is laid over the run's length
+    changeable -= {"num_epochs", "num_train_steps"}
+  refused = [k for k in changed if not (allow_changes and k in changeable)]
+  if refused:
+    shown = "; ".join(f"{k}: {before.get(k, 'unset')!r} -> {after.get(k, 'unset')!r}"
+                      for k in refused[:6])
+    more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
+    hint = ("" if allow_changes or set(refused) - changeable else
+            " (pass --resume_with_changes to resume with these)")
+    raise ValueError(f"workdir {workdir_lib.resolve(workdir)} holds checkpoints of another "
+                     f"config ({path}): {shown}{more}; use a new workdir{hint}")
+  if changed:
+    logging.warning("resuming with changed fields: %s", ", ".join(changed))
 
 
 class LossIsNotFinite(RuntimeError):
   pass
 
 
-def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (resuming from the latest checkpoint in `workdir`) and returns final metrics.
+class _Preemption:
+  """SIGTERM, which clusters send before they stop a job: the loop saves a checkpoint at
+  the next step and returns. With several processes JAX's preemption service (which
+  catches the signal itself, on any process) makes every process stop at the same step."""
+
+  def __init__(self):
+    self._signalled = threading.Event()
+    self._previous = None
+    self._multi = jax.process_count() > 1
+    if not self._multi and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._signalled.set())
+
+  def reached(self, step: int) -> bool:
+    if self._multi:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._signalled.is_set()
+
+  def close(self) -> None:
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
+                       allow_changes: bool = False) -> dict:
+  """Trains (resuming from the latest checkpoint in `workdir`, a folder or a gs:// URL)
+  and returns final metrics. A rerun must have the config that run.json records (see
+  `check_same_run`); nothing is written before that is checked.
 
   Process 0 holds the workdir's lock meanwhile: a second trainer on it stops at once.
   """
-  workdir = os.path.abspath(workdir)
+  workdir = workdir_lib.resolve(workdir)
   validate(cfg)   # configuration errors first, before any data is read or code compiled
-  os.makedirs(workdir, exist_ok=True)
+  workdir.mkdir(parents=True, exist_ok=True)
   with (workdir_lib.lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()):
-    return _train_and_evaluate(cfg, workdir)
+    return _train_and_evaluate(cfg, str(workdir), allow_changes)
 
 
 class _Window:
@@ -236,7 +306,7 @@ class _Window:
     if not math.isfinite(loss):
       raise LossIsNotFinite(
           f"training loss became {loss} between steps {self.start + 1} and {done}; stopping. "
-          f"The last good checkpoint in {manager.directory} is step {manager.latest_step()}")
+          f"{_last_good(manager)}")
 
   def close(self, done: int, batch_size: int) -> tuple[dict, float, float]:
     """(metrics, learning rate, images/s) of the window; starts the next one."""
@@ -253,36 +323,42 @@ class _Run:
   """One run's set-up and side effects (data, logs, evaluations, checkpoints), so that the
   loop in `_train_and_evaluate` reads as the paper's procedure."""
 
-  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str):
+  def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, allow_changes: bool):
     self.cfg, self.workdir = cfg, workdir
     class_names = data.check_classes(cfg.data, cfg.model.num_classes)   # before compiling
+    info = run_info(cfg, class_names)
+    check_same_run(workdir, info, allow_changes)   # before anything is written
     self.n_train = loader.num_examples(cfg.data, cfg.data.train_split)
     self.steps_per_epoch = max(1, self.n_train // cfg.batch_size)
     self.total_steps = num_train_steps(cfg, self.steps_per_epoch)
     self.trainer = Trainer(cfg, self.steps_per_epoch)
     self.is_chief = jax.process_index() == 0
-    if self.is_chief:
-      write_run_info(cfg, workdir, class_names)
-    self.writer = events.ScalarWriter(workdir) if self.is_chief else None
     self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
-    self.local_batch = cfg.batch_size // jax.process_count()
+    self.step, self.state, self.meta = checkpoint.restore_latest(
+        self.manager, self.trainer.abstract_state)
+    if self.is_chief:
+      workdir_lib.write_run_info(workdir, info)
+    self.writer = events.ScalarWriter(workdir) if self.is_chief else None
+    feed = self.trainer.feed
+    self.local_batch = cfg.batch_size // feed.count
     self.workers = data.num_workers(cfg.data)
+    start = (self.meta or {}).get("batches_read", self.step or 0)
     self.batches = loader.DeviceIterator(
-        loader.train_batches(cfg.data, self.local_batch, seed=cfg.seed,
-                             process_index=jax.process_index(),
-                             process_count=jax.process_count(), workers=self.workers),
+        loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed, feed_index=feed.index,
+                             feed_count=feed.count, start=start, workers=self.workers),
         self.trainer.device_batch, ahead=2, thread=cfg.data.prefetch_thread)
+    self.all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
 
   def start(self) -> tuple[int, TrainState, dict]:
-    """(step, state, meta): a fresh state, or the latest checkpoint's with the loader's
-    position; metrics.jsonl rows logged after that checkpoint are dropped (redone)."""
-    step = self.manager.latest_step()
+    """(step, state, meta): a fresh state, or the latest readable checkpoint's (the loader
+    already starts after its batches); metrics.jsonl rows logged after it are dropped."""
+    step, state, meta = self.step, self.state, self.meta
+    self.state = None   # the loop owns it now (its buffers are donated)
     if step is None:
       step, meta = 0, {"best_eval_error": None, "bad_evals": 0}
       state = self.trainer.init(jax.random.key(self.cfg.seed))
     else:
-      state, meta = checkpoint.restore(self.manager, step, self.trainer.abstract_state,
-                                       self.batches)
       logging.info("resumed from checkpoint %d in %s", step, self.manager.directory)
     if self.is_chief:
       workdir_lib.trim_metrics(self.workdir, step)
@@ -314,9 +390,10 @@ class _Run:
 
   def evaluate(self, params, step: int, keep: bool = True) -> dict:
     cfg = self.cfg
-    batches = loader.eval_batches(
-        cfg.data, cfg.data.eval_split, self.local_batch, process_index=jax.process_index(),
-        process_count=jax.process_count(), workers=self.workers)
+    feed = self.trainer.feed
+    batches = loader.eval_batches(cfg.data, cfg.data.eval_split, self.local_batch,
+                                  feed_index=feed.index, feed_count=feed.count,
+                                  workers=self.workers)
     if cfg.eval_batches >= 0:
       batches = itertools.islice(batches, cfg.eval_batches)
     report = self.trainer.evaluator.run(params, batches)
@@ -327,9 +404,16 @@ class _Run:
     return metrics
 
   def save(self, window: _Window, done: int, state, meta, eval_metrics: dict | None) -> None:
-    window.check_finite(done, self.manager)   # never a checkpoint after a NaN
+    """A checkpoint, never of non-finite parameters, nor with a non-finite evaluation."""
+    window.check_finite(done, self.manager)
+    if not bool(self.all_finite(state.params)):
+      raise LossIsNotFinite(f"the parameters are not finite at step {done}; stopping. "
+                            f"{_last_good(self.manager)}")
+    if eval_metrics and not math.isfinite(eval_metrics["loss"]):
+      raise LossIsNotFinite(f"the evaluation loss is {eval_metrics['loss']} at step {done}; "
+                            f"stopping. {_last_good(self.manager)}")
     scores = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_metrics else None
-    checkpoint.save(self.manager, done, state, meta, scores, self.batches)
+    checkpoint.save(self.manager, done, state, {**meta, "batches_read": done}, scores)
     logging.info("saved checkpoint %d", done)
 
   def close(self) -> None:
@@ -338,9 +422,18 @@ class _Run:
       self.writer.close()
 
 
-def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
+def _last_good(manager) -> str:
+  step = manager.latest_step()
+  if step is None:
+    return f"No checkpoint was written in {manager.directory}."
+  return f"The last good checkpoint in {manager.directory} is step {step}."
+
+
+def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
+                        allow_changes: bool = False) -> dict:
   cfg = data.resolve(cfg, workdir)   # generated datasets ('shapes') are made here
-  run = _Run(cfg, workdir)
+  run = _Run(cfg, workdir, allow_changes)
+  preemption = _Preemption()
   try:
     start, state, meta = run.start()
     key = jax.random.key(cfg.seed)
@@ -354,7 +447,8 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("compiled and ran the first step in %.1f s", time.perf_counter() - t)
       done = step + 1
       last = done == run.total_steps
-      if done % cfg.log_every_steps == 0 or last:
+      stop = not last and preemption.reached(done)
+      if done % cfg.log_every_steps == 0 or last or stop:
         run.log(window, done)
       t = time.perf_counter()
       evaluated = done % cfg.eval_every_steps == 0 or last
@@ -362,15 +456,20 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str) -> dict:
         eval_metrics = run.evaluate(state.params, done)
         if cfg.schedule == "plateau":
           state, meta = _plateau(run.trainer, state, meta, eval_metrics["top1_error"], cfg)
-      if done % cfg.checkpoint_every_steps == 0 or last:
+      if done % cfg.checkpoint_every_steps == 0 or last or stop:
         run.save(window, done, state, meta, eval_metrics if evaluated else None)
       window.paused += time.perf_counter() - t   # evaluation and saving are not training
+      if stop:
+        logging.warning("stopped by SIGTERM after step %d, which is saved; rerun the same "
+                        "command to resume", done)
+        return {"stopped_at": done}
     if start >= run.total_steps:
       logging.info("nothing to do: checkpoint %d already reached %d steps", start,
                    run.total_steps)
       eval_metrics = run.evaluate(state.params, start, keep=False)   # already logged
     return eval_metrics
   finally:
+    preemption.close()
     run.close()
 
 

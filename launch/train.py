@@ -7,7 +7,12 @@
 Several processes (one per host, or per GPU) join one job through jax.distributed:
     python -m launch.train ... --coordinator_address=host0:1234 --num_processes=2 --process_id=0
 Under SLURM (srun, several tasks) or with JAX_COORDINATOR_ADDRESS set this happens by
-itself; on a TPU pod pass --distributed on every host.
+itself; on a TPU pod pass --distributed on every host. Under SLURM a task drives one GPU
+(launch one task per GPU), or all of its node's with --local_devices=all (one task per node).
+
+SIGTERM (sent by clusters before they stop a job) saves a checkpoint at the next step and
+exits 0; rerunning the command resumes. A rerun must have the workdir's config (run.json);
+--resume_with_changes also accepts changed lengths and intervals (train.CHANGEABLE_ON_RESUME).
 """
 import jax
 from absl import app, flags, logging
@@ -24,6 +29,12 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for a multi-process job.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the job.")
+_LOCAL_DEVICES = flags.DEFINE_string(
+    "local_devices", "auto", "GPUs this process drives: auto (one per task under SLURM or "
+    "MPI, else all), all, or ids like 0,1.")
+_RESUME_WITH_CHANGES = flags.DEFINE_bool(
+    "resume_with_changes", False, "Resume although the config differs from run.json in "
+    "fields that are safe to change (number of steps or epochs, intervals, data.data_dir).")
 
 
 def main(argv):
@@ -32,13 +43,14 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if distributed.should_initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                    _PROCESS_ID.value, _DISTRIBUTED.value):
-    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                           _LOCAL_DEVICES.value)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)   # only process 0 logs progress
   logging.info("JAX process %d of %d, local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _RESUME_WITH_CHANGES.value)
   except (ValueError, OSError, train.LossIsNotFinite, workdir.WorkdirBusy) as e:
     cli.fail(e)
 

@@ -10,6 +10,8 @@ def test_keeps_latest_and_best(tmp_path):
     metrics = None if error is None else {checkpoint.EVAL_METRIC: error}
     checkpoint.save(manager, step, {"w": jnp.full(3, float(step))}, {"bad_evals": step}, metrics)
   assert manager.all_steps() == [2, 5, 6]
-  assert checkpoint.best_step(manager) == 2
+  assert manager.best_step() == 2
   reader = checkpoint.create_manager(str(tmp_path), read_only=True)
-  assert checkpoint.restore_meta(reader, 2) == {"bad_evals": 2}
+  abstract = {"w": jnp.zeros(3)}
+  state, meta = checkpoint.restore(reader, 2, abstract)
+  assert meta == {"bad_evals": 2} and float(state["w"][0]) == 2.0

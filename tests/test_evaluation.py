@@ -27,3 +27,10 @@ def test_top1_and_top5_errors_are_top_ks(classes):
   assert float(sums["count"]) == mask.sum()
   if classes > 5:
     assert 0 < float(sums["top5_error"]) < float(sums["top1_error"]) < mask.sum()
+
+
+def test_non_finite_logits_count_as_errors():
+  """NaN compares False with everything, so a NaN row would rank its label first."""
+  logits = jnp.asarray([[np.nan] * 10, [0.0] * 9 + [np.inf], [1.0] + [0.0] * 9])
+  sums = evaluation.metric_sums(logits, jnp.asarray([0, 9, 0]), jnp.ones(3))
+  assert float(sums["top1_error"]) == 2.0 and float(sums["top5_error"]) == 2.0

@@ -109,7 +109,8 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
   (partial / "state").mkdir()
   (partial / "state" / "half_written").write_bytes(b"\0" * 100)
 
-  rerun = subprocess.run(cmd(complete[-1] + 5), capture_output=True, text=True, timeout=300)
+  rerun = subprocess.run(cmd(complete[-1] + 5) + ["--resume_with_changes"], capture_output=True,
+                         text=True, timeout=300)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert f"resumed from checkpoint {complete[-1]}" in rerun.stderr
   assert not partial.exists()

@@ -56,41 +56,32 @@ def test_every_epoch_is_a_new_permutation_of_the_whole_split(indexed):
   assert np.ptp(first[:8]) > N // 2
 
 
-def test_processes_read_disjoint_parts_of_each_epoch(indexed):
-  parts = [indices(loader.train_batches(data_cfg(indexed), 8, seed=0, process_index=p,
-                                        process_count=2), N // 16) for p in range(2)]
-  assert not set(parts[0]) & set(parts[1])
-  assert sorted(np.concatenate(parts)) == list(range(N))
+@pytest.mark.parametrize("count", [2, 4])
+def test_feeds_read_their_rows_of_the_same_global_batches(indexed, count):
+  """Global batch k is the same on any layout: feed i reads block i of its rows."""
+  whole = indices(loader.train_batches(data_cfg(indexed), 8, seed=0), 2 * N // 8)
+  parts = [indices(loader.train_batches(data_cfg(indexed), 8, seed=0, feed_index=i,
+                                        feed_count=count), 2 * N // 8) for i in range(count)]
+  rows = 8 // count
+  joined = np.stack([p.reshape(-1, rows) for p in parts], 1).reshape(-1)
+  np.testing.assert_array_equal(joined, whole)
+  assert not set(parts[0][:N // count]) & set(parts[1][:N // count])
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_from_the_iterator_state_is_exact(indexed, workers):
+def test_start_resumes_at_that_global_batch(indexed, workers):
   it = loader.train_batches(data_cfg(indexed), 8, seed=3, workers=workers)
   indices(it, 17)                          # past the first epoch (12 batches)
-  state = it.get_state()
   expected = indices(it, 5)
   it.close()
-  again = loader.train_batches(data_cfg(indexed), 8, seed=3, workers=workers)
-  again.set_state(state)
+  again = loader.train_batches(data_cfg(indexed), 8, seed=3, start=17, workers=workers)
   np.testing.assert_array_equal(indices(again, 5), expected)
   again.close()
-
-
-@pytest.mark.parametrize("thread", [True, False])
-def test_device_iterator_state_is_that_of_the_last_batch_handed_out(indexed, thread):
-  host = loader.train_batches(data_cfg(indexed), 8, seed=0)
-  it = loader.DeviceIterator(host, lambda b: b, ahead=2, thread=thread)
-  indices(it, 3)                           # 3 handed out, 2 more queued behind them
-  state = it.get_state()
-  expected = indices(it, 4)
-  it.set_state(state)                      # rewinds, queued batches dropped
-  np.testing.assert_array_equal(indices(it, 4), expected)
-  it.close()
-  again = loader.DeviceIterator(loader.train_batches(data_cfg(indexed), 8, seed=0),
-                                lambda b: b, ahead=2, thread=thread)
-  again.set_state(state)
-  np.testing.assert_array_equal(indices(again, 4), expected)
-  again.close()
+  # On two feeds (a resume on another number of processes) the rows are the same.
+  halves = [loader.train_batches(data_cfg(indexed), 8, seed=3, start=17, feed_index=i,
+                                 feed_count=2) for i in range(2)]
+  joined = np.stack([indices(h, 5).reshape(5, 4) for h in halves], 1).reshape(-1)
+  np.testing.assert_array_equal(joined, expected)
 
 
 def test_device_iterator_thread_raises_the_host_error_in_the_loop(indexed):
@@ -107,8 +98,8 @@ def test_evaluation_sees_every_example_once_with_padding_masked(indexed, count):
   spec, batch = "test[:50]", 8
   seen, lengths = [], set()
   for p in range(count):
-    batches = list(loader.eval_batches(data_cfg(indexed), spec, batch, process_index=p,
-                                       process_count=count))
+    batches = list(loader.eval_batches(data_cfg(indexed), spec, batch, feed_index=p,
+                                       feed_count=count))
     lengths.add(len(batches))
     for b in batches:
       assert b["image"].shape[0] == batch and b["image"].dtype == np.uint8

@@ -116,6 +116,25 @@ def test_dropout_masks_differ_across_towers_and_data_shards():
   assert not np.allclose(out[:half], out[half:])                      # and by data shard
 
 
+@pytest.mark.parametrize("dropout_at", ["outputs", "inputs"])
+def test_dropout_masks_do_not_depend_on_the_mesh(dropout_at):
+  """Each example's masks come from its index in the global batch: the training forward
+  pass with dropout gives the same logits on one device and on any mesh."""
+  outs = {}
+  for mesh_shape in [(1, 1), (2, 2), (4, 2), (8, 1)]:
+    cfg = tiny_config(mesh_shape)
+    cfg.model.dropout, cfg.model.dropout_at = 0.5, dropout_at
+    trainer = train.Trainer(cfg)
+    params = trainer.init(jax.random.key(0)).params
+    x = jax.device_put(np.random.default_rng(0).normal(size=(BATCH, SIZE, SIZE, 3)).astype(
+        np.float32), trainer.batch_sharding)
+    outs[mesh_shape] = np.asarray(trainer.apply_fn(params, x, KEY, train=True))
+  plain = np.asarray(trainer.apply_fn(params, x, None))
+  assert not np.allclose(outs[(1, 1)], plain, rtol=1e-3)   # dropout did act
+  for mesh_shape, out in outs.items():
+    np.testing.assert_allclose(out, outs[(1, 1)], rtol=1e-5, atol=1e-6, err_msg=str(mesh_shape))
+
+
 @pytest.mark.parametrize("mesh_shape,message", [
     ((3, 2), "needs 6 devices"),    # 6 of 8 devices is fine; 6 of 4 is not
     ((16, 1), "needs 16 devices"),

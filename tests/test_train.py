@@ -121,7 +121,7 @@ def test_resume_gives_the_same_parameters(shapes_dir, tmp_path, threefry):
   assert metrics.read_text() == before
   with open(metrics, "a") as f:   # a row logged after the checkpoint, then a crash
     f.write(json.dumps({"step": 15, "epoch": 0.3, "train_loss": 9.0}) + "\n")
-  train.train_and_evaluate(cfg, str(tmp_path / "resumed"))   # same command, more steps
+  train.train_and_evaluate(cfg, str(tmp_path / "resumed"), allow_changes=True)   # more steps
   rows = [json.loads(line) for line in metrics.read_text().splitlines()]
   keys = [(r["step"], "train_loss" in r) for r in rows]
   assert len(keys) == len(set(keys)), keys                     # no step logged twice
@@ -148,6 +148,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir
   cfg = with_data(tiny_config(num_train_steps=20, checkpoint_every_steps=5,
                               eval_every_steps=1000, learning_rate=1e30, schedule="step"),
                   shapes_dir)
+  (tmp_path / "run.json").unlink()   # else the rerun is refused as another config
   with pytest.raises(train.LossIsNotFinite,
                      match=r"between steps 11 and 15; stopping.*last good checkpoint.* is step 10"):
     train.train_and_evaluate(cfg, str(tmp_path))
@@ -177,8 +178,11 @@ def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
 
   train.train_and_evaluate(cfg(4), str(tmp_path))   # evaluations at 2 (best) and 4 (bad)
   manager = checkpoint.create_manager(str(tmp_path), read_only=True)
-  assert checkpoint.restore_meta(manager, 4)["bad_evals"] == 1
-  train.train_and_evaluate(cfg(6), str(tmp_path))   # resumed: 6 is the second bad one
+  _, meta = checkpoint.restore(manager, 4, train.Trainer(cfg(4)).abstract_state)
+  assert meta["bad_evals"] == 1
+  with pytest.raises(ValueError, match=r"num_train_steps: 4 -> 6; .*--resume_with_changes"):
+    train.train_and_evaluate(cfg(6), str(tmp_path))   # a longer run is asked for explicitly
+  train.train_and_evaluate(cfg(6), str(tmp_path), allow_changes=True)   # 6: the second bad one
   manager = checkpoint.create_manager(str(tmp_path), read_only=True)
   state, meta = checkpoint.restore(manager, 6, train.Trainer(cfg(6)).abstract_state)
   assert meta["bad_evals"] == 0
@@ -202,9 +206,28 @@ def test_loader_worker_processes_resume_exactly(shapes_dir, tmp_path):
 
   train.train_and_evaluate(cfg(6), str(tmp_path / "straight"))
   train.train_and_evaluate(cfg(4, thread=False), str(tmp_path / "resumed"))
-  train.train_and_evaluate(cfg(6), str(tmp_path / "resumed"))
+  train.train_and_evaluate(cfg(6), str(tmp_path / "resumed"), allow_changes=True)
   trainer = train.Trainer(cfg(6))
   a, b = (checkpoint.restore(checkpoint.create_manager(str(tmp_path / d), read_only=True), 6,
                              trainer.abstract_state)[0] for d in ("straight", "resumed"))
   for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+
+
+def test_non_finite_parameters_are_never_checkpointed(shapes_dir, tmp_path, monkeypatch):
+  """The last update of a log window can make the parameters NaN while the window's loss,
+  computed before it, is still finite: the check before a save reads the parameters."""
+  cfg = with_data(tiny_config(num_train_steps=6, checkpoint_every_steps=3, log_every_steps=3,
+                              eval_every_steps=1000), shapes_dir)
+  step = train.train_step
+
+  def poisoned(state, sums, batch, key, **kw):   # step 6's update makes fc8 NaN
+    state, sums = step(state, sums, batch, key, **kw)
+    bad = jnp.where(state.step == 6, jnp.nan, 0.0)
+    params = {**state.params, "fc8": {**state.params["fc8"],
+                                      "bias": state.params["fc8"]["bias"] + bad}}
+    return state.replace(params=params), sums
+  monkeypatch.setattr(train, "train_step", poisoned)
+  with pytest.raises(train.LossIsNotFinite, match=r"parameters are not finite at step 6.*is step 3"):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  assert checkpoint.create_manager(str(tmp_path), read_only=True).all_steps() == [3]
