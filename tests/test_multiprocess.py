@@ -1,12 +1,17 @@
-"""Two local processes (gloo collectives on 127.0.0.1) train like one (issue: several hosts)."""
+"""Several local processes (gloo collectives on 127.0.0.1) train like one process with the
+same global batch, whichever way the towers fall: inside a process, or across processes."""
 import json
 import os
 import socket
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+
+from alexnet_jax import checkpoint, train
+import helpers
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
 
@@ -17,36 +22,78 @@ def free_port():
     return s.getsockname()[1]
 
 
-def run_job(n, tmp_path, data_dir, timeout=300):
+def start_job(processes, devices, mesh, workdir, data_dir, *overrides):
   port = free_port()
-  procs = []
+  return [subprocess.Popen(
+      [sys.executable, WORKER, str(pid), str(processes), str(port), str(devices), mesh,
+       str(workdir), data_dir, *overrides],
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+      for pid in range(processes)]
+
+
+def wait(procs, timeout=300):
+  outputs = []
   try:
-    for pid in range(n):
-      procs.append(subprocess.Popen(
-          [sys.executable, WORKER, str(pid), str(n), str(port), str(tmp_path / f"out{n}_{pid}.json"),
-           str(tmp_path / f"workdir{n}"), data_dir],
-          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True))
     for p in procs:
       output, _ = p.communicate(timeout=timeout)
+      outputs.append(output)
       assert p.returncode == 0, output[-3000:]
   finally:
     for p in procs:   # never leave a process behind, whatever happened
       if p.poll() is None:
         p.kill()
         p.wait()
-  return [json.load(open(tmp_path / f"out{n}_{pid}.json")) for pid in range(n)]
+  return outputs
+
+
+def run_job(processes, devices, mesh, workdir, data_dir, *overrides):
+  return wait(start_job(processes, devices, mesh, workdir, data_dir, *overrides))
+
+
+def train_losses(workdir):
+  rows = [json.loads(line) for line in open(workdir / "metrics.jsonl")]
+  return [r["train_loss"] for r in rows if "train_loss" in r]
+
+
+def final_params(workdir, step=4):
+  cfg = helpers.tiny_config()
+  manager = checkpoint.create_manager(str(workdir), read_only=True)
+  return checkpoint.restore(manager, step, train.Trainer(cfg).abstract_state)[0].params
+
+
+@pytest.fixture(scope="module")
+def reference(shapes_dir, tmp_path_factory):
+  """One process, one device: the two towers as grouped convolutions."""
+  workdir = tmp_path_factory.mktemp("one") / "run"
+  run_job(1, 1, "1,1", workdir, shapes_dir)
+  return workdir
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(shapes_dir, tmp_path):
-  (single,) = run_job(1, tmp_path, shapes_dir)
-  two = run_job(2, tmp_path, shapes_dir)
-  assert single["devices"] == 1 and two[0]["devices"] == 2
-  np.testing.assert_allclose(two[0]["losses"], single["losses"], rtol=1e-5)
-  np.testing.assert_allclose(two[1]["losses"], single["losses"], rtol=1e-5)
-  assert single["losses"][2] < single["losses"][0]   # it did train on that batch
+@pytest.mark.parametrize("processes,devices,mesh", [
+    (2, 1, "1,2"),    # one device per process: each data row's towers in two processes
+    (2, 2, "2,2"),    # two per process: each process holds a whole row, both towers
+])
+def test_processes_train_like_one(reference, shapes_dir, tmp_path, processes, devices, mesh):
+  workdir = tmp_path / "run"
+  run_job(processes, devices, mesh, workdir, shapes_dir)
+  np.testing.assert_allclose(train_losses(workdir), train_losses(reference), rtol=2e-5)
+  for x, y in zip(jax.tree.leaves(final_params(workdir)), jax.tree.leaves(final_params(reference))):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
   # The collective checkpoint is complete and only process 0 wrote the logs.
-  workdir = tmp_path / "workdir2"
   assert os.listdir(workdir / "checkpoints") == ["4"]
   assert len([f for f in os.listdir(workdir) if f.startswith("events.out")]) == 1
-  assert two[0]["final"] == two[1]["final"]
+
+
+@pytest.mark.slow
+def test_a_resume_on_another_number_of_processes_continues_the_same_batches(
+    reference, shapes_dir, tmp_path):
+  """2 steps on two processes (one device each), then 2 more on one process with two
+  devices: the same parameters as 4 steps straight, since the loader's position is the
+  number of global batches read, whatever the layout."""
+  workdir = tmp_path / "run"
+  run_job(2, 1, "1,2", workdir, shapes_dir, "num_train_steps=2", "checkpoint_every_steps=2")
+  (out,) = run_job(1, 2, "1,2", workdir, shapes_dir)
+  assert "resumed from checkpoint 2" in out
+  for x, y in zip(jax.tree.leaves(final_params(workdir)), jax.tree.leaves(final_params(reference))):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)

@@ -1,0 +1,88 @@
+"""What clusters do to a run: SIGTERM before a stop, and checkpoints damaged afterwards."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from alexnet_jax import checkpoint, train
+from test_faults import launch_train
+from test_train import tiny_config, with_data
+
+
+def steps_in(ckpts):
+  return sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if ckpts.exists() else []
+
+
+def test_sigterm_saves_at_the_next_step_and_exits_0(shapes_dir, tmp_path):
+  workdir = tmp_path / "run"
+  cmd = launch_train(workdir, "--config.num_train_steps=100000",
+                     "--config.checkpoint_every_steps=5", "--config.data.name=prepared",
+                     f"--config.data.data_dir={shapes_dir}")
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True)
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline and not steps_in(workdir / "checkpoints"):
+      time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read()[-2000:]
+    time.sleep(1.0)   # some steps past the checkpoint, which SIGTERM must not lose
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  assert proc.returncode == 0, err[-2000:]
+  stopped = int(err.split("stopped by SIGTERM after step ")[1].split(",")[0])
+  assert steps_in(workdir / "checkpoints")[-1] == stopped and stopped % 5, err[-2000:]
+  assert not (workdir / "LOCK").exists()
+  rerun = subprocess.run(launch_train(workdir, "--config.num_train_steps=" + str(stopped + 2),
+                                      "--config.checkpoint_every_steps=5",
+                                      "--config.data.name=prepared",
+                                      f"--config.data.data_dir={shapes_dir}",
+                                      "--resume_with_changes"),
+                         capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert f"resumed from checkpoint {stopped}" in rerun.stderr
+
+
+@pytest.fixture
+def two_checkpoints(shapes_dir, tmp_path):
+  cfg = with_data(tiny_config(num_train_steps=10, checkpoint_every_steps=5,
+                              eval_every_steps=1000), shapes_dir)
+  train.train_and_evaluate(cfg, str(tmp_path))
+  cfg.num_train_steps = 12
+  return cfg, tmp_path
+
+
+@pytest.mark.parametrize("damage", ["state/d", "state", "state/manifest.ocdbt", "meta"])
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(two_checkpoints, damage,
+                                                                      caplog):
+  cfg, workdir = two_checkpoints
+  target = workdir / "checkpoints" / "10" / damage
+  shutil.rmtree(target) if target.is_dir() else target.unlink()
+  train.train_and_evaluate(cfg, str(workdir), allow_changes=True)
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert any(m.startswith("checkpoint 10 in ") and "cannot be read" in m for m in warnings)
+  assert (workdir / checkpoint.DAMAGED / "10").is_dir()   # kept, out of the way
+  assert steps_in(workdir / "checkpoints") == [5, 10, 12]   # 5 resumed, 10 written again
+
+
+def test_a_checkpoint_of_another_model_is_still_an_error(two_checkpoints):
+  cfg, workdir = two_checkpoints
+  (workdir / "run.json").unlink()   # past the config check: the arrays themselves differ
+  cfg.model.fc_features = (32, 32)
+  with pytest.raises(ValueError, match=r"checkpoint 10 .* does not fit this configuration: "
+                                       r"\S*fc6/bias is \(64,\) there and \(32,\) here"):
+    train.train_and_evaluate(cfg, str(workdir))
+  assert steps_in(workdir / "checkpoints") == [5, 10]
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(two_checkpoints):
+  cfg, workdir = two_checkpoints
+  for step in (5, 10):
+    shutil.rmtree(workdir / "checkpoints" / str(step) / "state")
+  with pytest.raises(ValueError, match=r"no checkpoint in .* can be read \(steps 10, 5\)"):
+    train.train_and_evaluate(cfg, str(workdir), allow_changes=True)
