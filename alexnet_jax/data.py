@@ -5,7 +5,8 @@
   'tfds'      `data.tfds_name` (e.g. 'cifar10'), built as ArrayRecord in `data.data_dir`
               (tfds's default folder when empty), read directly (loader.TfdsSplit).
   'shapes'    the offline quick start's generated dataset (synthetic.py), made once into
-              `<workdir>/shapes` (or `data.data_dir`) and prepared there.
+              `<workdir>/shapes` (or `data.data_dir`) and prepared there; for a workdir on
+              cloud storage, into a local cache folder instead (records are read locally).
 """
 from __future__ import annotations
 
@@ -31,11 +32,19 @@ def resolve(cfg, workdir: str):
                      "--config.data.tfds_name=cifar10)")
   if data.name == "shapes":
     from alexnet_jax import synthetic  # pylint: disable=import-outside-toplevel
-    root = data.data_dir or os.path.join(workdir, "shapes")
+    root = data.data_dir or _shapes_root(workdir, cfg)
     synthetic.make_prepared_shapes(root, num_classes=int(cfg.model.num_classes),
                                    size=max(int(data.resize_size), int(data.image_size)))
     data.name, data.data_dir = "prepared", root
   return cfg
+
+
+def _shapes_root(workdir: str, cfg) -> str:
+  if "://" not in str(workdir):
+    return os.path.join(workdir, "shapes")
+  size = max(int(cfg.data.resize_size), int(cfg.data.image_size))
+  return os.path.join(os.path.expanduser("~/.cache/alexnet_jax"),
+                      f"shapes_{int(cfg.model.num_classes)}_{size}")
 
 
 def _listed(names) -> str:

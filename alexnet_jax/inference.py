@@ -90,7 +90,7 @@ def _tuples(tree):
 
 def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
   directory = workdir_lib.checkpoint_dir(workdir)
-  if not os.path.isdir(directory):
+  if not epath.Path(directory).is_dir():
     raise FileNotFoundError(f"no checkpoints in {workdir}: {directory} does not exist")
   manager = checkpoint.create_manager(workdir, read_only=True)
   steps = sorted(manager.all_steps())
@@ -193,7 +193,7 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
     FileNotFoundError: no workdir, no run.json or no checkpoints.
     ValueError: no such step; a checkpoint that does not fit run.json's model.
   """
-  workdir = os.path.abspath(os.path.expanduser(workdir))
+  workdir = str(workdir_lib.resolve(workdir))
   info = workdir_lib.read_run_info(workdir)
   manager, steps = _manager(workdir)
   step = resolve_step(workdir, manager, steps, step)
