@@ -1,6 +1,8 @@
-"""The README's "Train on your own images" section, done as it says on a small folder, in
-processes where `import tensorflow` fails: the training path runs on a JAX-only image."""
+"""The README's "Quick start" (its two make commands, in a fresh clone, and the package
+installed without TensorFlow) and "Train on your own images" (done as it says on a small
+folder, in processes where `import tensorflow` fails), as a newcomer would type them."""
 import glob
+import json
 import os
 import re
 import shlex
@@ -8,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -16,13 +19,94 @@ TINY = ["--config.num_train_steps=4", "--config.batch_size=8", "--config.log_eve
         "--config.eval_every_steps=4", "--config.checkpoint_every_steps=4"]
 
 
+def readme_section(section: str) -> str:
+  text = open(os.path.join(ROOT, "README.md")).read()
+  return text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_block(section: str) -> list[str]:
+  """The lines of a README section's first bash block, continuations joined."""
+  block = re.search(r"```bash\n(.*?)```", readme_section(section), re.S).group(1)
+  return block.replace("\\\n", " ").splitlines()
+
+
 def readme_commands(section: str) -> list[list[str]]:
   """The `python -m launch.*` commands of a README section's first bash block."""
-  text = open(os.path.join(ROOT, "README.md")).read()
-  body = text.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
-  block = re.search(r"```bash\n(.*?)```", body, re.S).group(1).replace("\\\n", " ")
-  return [shlex.split(line.split(" | ")[0]) for line in block.splitlines()
+  return [shlex.split(line.split(" | ")[0]) for line in readme_block(section)
           if line.startswith("python -m launch.")]
+
+
+def make(*args: str, cwd: str = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
+  """`make ARGS` in `cwd`, with none of an outer make's or shell's settings."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHONPATH", "XLA_FLAGS")}
+  return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                        timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def test_quick_start_is_two_make_commands_that_run_what_the_readme_says():
+  assert readme_block("Quick start") == ["make quickstart", "make test"]
+  prose = " ".join(readme_section("Quick start").split())
+  train = make("-s", "-n", "quickstart", "PY=python").stdout.splitlines()[0]
+  assert f"`{train.strip()}`" in prose, train
+  test = make("-s", "-n", "test", "PY=python").stdout
+  assert "python -m pytest -q" in test and "`python -m pytest -q`" in prose, test
+  assert "make test" in open(os.path.join(ROOT, ".ci", "run")).read()
+
+
+@pytest.mark.slow
+def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_path):
+  """`make quickstart` in a fresh clone makes .venv from requirements.txt (no TensorFlow)
+  and trains; the package installs into that venv with nothing more to fetch, runs from
+  elsewhere and evaluates; `make quickstart` again skips the install; `make test` passes
+  its arguments to pytest and returns its status (run with this interpreter, so that the
+  tests' requirements are not installed a second time)."""
+  if subprocess.run(["git", "-C", ROOT, "rev-parse"], capture_output=True).returncode:
+    pytest.skip("not a git checkout")
+  clone = str(tmp_path / "clone")
+  subprocess.run(["git", "clone", "--quiet", ROOT, clone], check=True)
+  short = "ARGS=" + " ".join(TINY)
+
+  first = make("quickstart", short, cwd=clone, timeout=1800)
+  assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-3000:]
+  assert "Installing requirements.txt into .venv" in first.stdout, first.stdout
+  workdir = os.path.join(clone, "workdirs", "quickstart")
+  assert f"checkpoints: {workdir}/checkpoints" in first.stdout, first.stdout
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["4"]
+
+  python = os.path.join(clone, ".venv", "bin", "python")
+  no_tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True)
+  assert "No module named 'tensorflow'" in no_tf.stderr, no_tf.stderr
+
+  # The package (as from a git URL) with the tested pins: requirements.txt holds all of it.
+  report = str(tmp_path / "install.json")
+  subprocess.run([python, "-m", "pip", "install", "--quiet", "--report", report,
+                  "-c", os.path.join(clone, "requirements.txt"), clone], check=True)
+  installed = [p["metadata"]["name"] for p in json.load(open(report))["install"]]
+  assert installed == ["alexnet-jax"], installed
+  elsewhere = tmp_path / "elsewhere"
+  elsewhere.mkdir()
+  where = subprocess.run([python, "-c", "import alexnet_jax, launch; print(launch.__file__)"],
+                         cwd=elsewhere, capture_output=True, text=True, check=True).stdout
+  assert "site-packages" in where, where
+  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+  for argv in (["launch.train", f"--config={clone}/experiments/quickstart.py",
+                "--workdir=run", *TINY], ["launch.evaluate", "--workdir=run"]):
+    proc = subprocess.run([python, "-m", *argv], cwd=elsewhere, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  assert glob.glob(str(elsewhere / "run" / "eval_*.json")), os.listdir(elsewhere / "run")
+
+  again = make("quickstart", short, cwd=clone)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "Installing" not in again.stdout, again.stdout
+
+  this = f"PY={sys.executable}"
+  selected = make("test", this, "ARGS=tests/test_readme.py -k two_make_commands", cwd=clone)
+  assert selected.returncode == 0, selected.stdout[-3000:] + selected.stderr[-2000:]
+  assert "1 passed" in selected.stdout, selected.stdout
+  nothing = make("test", this, "ARGS=tests/test_readme.py -k no_such_test", cwd=clone)
+  assert nothing.returncode != 0 and "pytest collected no tests" in nothing.stderr
 
 
 def test_train_on_your_own_images_as_the_readme_says(tmp_path):
