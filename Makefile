@@ -6,14 +6,15 @@
 #   make test                            run the test suite
 #   make test ARGS='-m "not slow"'       ARGS go to pytest (to launch.train for quickstart)
 #
-# PY=<python> runs with that interpreter's environment as it is, with no venv step.
+# PY=<python> runs with that interpreter's environment as it is, with no venv step. These
+# variables are set on the command line only; the environment does not change them.
 
 SHELL := /bin/bash
-PYTHON ?= python3.11
-VENV ?= .venv
-PY ?= $(VENV)/bin/python
-WORKDIR ?= workdirs/quickstart
-ARGS ?=
+PYTHON = python3.11
+VENV = .venv
+PY = $(VENV)/bin/python
+WORKDIR = workdirs/quickstart
+ARGS =
 
 REQUIREMENTS := requirements.txt
 TEST_REQUIREMENTS := $(REQUIREMENTS) $(wildcard requirements-test.txt)
