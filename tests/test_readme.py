@@ -57,10 +57,10 @@ def test_quick_start_is_two_make_commands_that_run_what_the_readme_says():
 @pytest.mark.slow
 def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_path):
   """`make quickstart` in a fresh clone makes .venv from requirements.txt (no TensorFlow)
-  and trains; the package installs into that venv with nothing more to fetch, runs from
-  elsewhere and evaluates; `make quickstart` again skips the install; `make test` passes
-  its arguments to pytest and returns its status (run with this interpreter, so that the
-  tests' requirements are not installed a second time)."""
+  and trains; the package installs into that venv with nothing more to fetch, and from
+  elsewhere imports every module, trains, evaluates and predicts; `make quickstart` again
+  skips the install; `make test` passes its arguments to pytest and fails when pytest does
+  (run with this interpreter, so that the tests' requirements are not installed again)."""
   if subprocess.run(["git", "-C", ROOT, "rev-parse"], capture_output=True).returncode:
     pytest.skip("not a git checkout")
   clone = str(tmp_path / "clone")
@@ -89,13 +89,22 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
   where = subprocess.run([python, "-c", "import alexnet_jax, launch; print(launch.__file__)"],
                          cwd=elsewhere, capture_output=True, text=True, check=True).stdout
   assert "site-packages" in where, where
+  every_module = ("import importlib, pkgutil, alexnet_jax, experiments\n"
+                  "for p in (alexnet_jax, experiments):\n"
+                  "  for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
+                  "    importlib.import_module(m.name)\n")
+  Image.fromarray(np.full((80, 80, 3), 200, np.uint8)).save(elsewhere / "image.png")
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
-  for argv in (["launch.train", f"--config={clone}/experiments/quickstart.py",
-                "--workdir=run", *TINY], ["launch.evaluate", "--workdir=run"]):
-    proc = subprocess.run([python, "-m", *argv], cwd=elsewhere, env=env, capture_output=True,
+  for argv in (["-c", every_module],
+               ["-m", "launch.train", f"--config={clone}/experiments/quickstart.py",
+                "--workdir=run", *TINY],
+               ["-m", "launch.evaluate", "--workdir=run"],
+               ["-m", "launch.predict", "--workdir=run", "image.png"]):
+    proc = subprocess.run([python, *argv], cwd=elsewhere, env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
   assert glob.glob(str(elsewhere / "run" / "eval_*.json")), os.listdir(elsewhere / "run")
+  assert "image.png" in proc.stdout, proc.stdout
 
   again = make("quickstart", short, cwd=clone)
   assert again.returncode == 0, again.stderr[-3000:]
