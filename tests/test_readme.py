@@ -36,6 +36,11 @@ def readme_commands(section: str) -> list[list[str]]:
           if line.startswith("python -m launch.")]
 
 
+def norm(name: str) -> str:
+  """A distribution's name as pip compares them."""
+  return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def make(*args: str, cwd: str = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
   """`make ARGS` in `cwd`, with none of an outer make's or shell's settings."""
   env = {k: v for k, v in os.environ.items()
@@ -78,7 +83,18 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
   no_tf = subprocess.run([python, "-c", "import tensorflow"], capture_output=True, text=True)
   assert "No module named 'tensorflow'" in no_tf.stderr, no_tf.stderr
 
-  # The package (as from a git URL) with the tested pins: requirements.txt holds all of it.
+  # requirements.txt pins exactly what the package needs (pip and setuptools come with the
+  # venv), and the package (as from a git URL) installs into that venv with nothing more.
+  requirements = os.path.join(clone, "requirements.txt")
+  report = str(tmp_path / "resolved.json")
+  subprocess.run([python, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
+                  "--report", report, "-c", requirements, clone], check=True)
+  resolved = {(norm(p["metadata"]["name"]), p["metadata"]["version"])
+              for p in json.load(open(report))["install"]}
+  pinned = {(norm(line.split("==")[0]), line.split("==")[1].strip())
+            for line in open(requirements) if "==" in line}
+  venv_own = {p for p in resolved if p[0] in ("pip", "setuptools", "alexnet-jax")}
+  assert resolved - venv_own == pinned, (resolved - venv_own ^ pinned)
   report = str(tmp_path / "install.json")
   subprocess.run([python, "-m", "pip", "install", "--quiet", "--report", report,
                   "-c", os.path.join(clone, "requirements.txt"), clone], check=True)
