@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -132,6 +133,50 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
   assert "1 passed" in selected.stdout, selected.stdout
   nothing = make("test", this, "ARGS=tests/test_readme.py -k no_such_test", cwd=clone)
   assert nothing.returncode != 0 and "pytest collected no tests" in nothing.stderr
+
+
+@pytest.mark.slow
+def test_make_remakes_the_venv_only_when_its_requirements_change(tmp_path, monkeypatch):
+  """The Makefile's venv step with one small package per requirements file, and stand-ins
+  for launch.train and pytest that print their arguments."""
+  shutil.copy(os.path.join(ROOT, "Makefile"), tmp_path)
+  (tmp_path / "launch").mkdir()
+  (tmp_path / "launch" / "__init__.py").write_text("")
+  (tmp_path / "launch" / "train.py").write_text("import sys; print('train', sys.argv[1:])\n")
+  (tmp_path / "pytest.py").write_text("import os, sys; print('pytest', sys.argv[1:]); "
+                                      "sys.exit(int(os.environ.get('CODE', '0')))\n")
+  (tmp_path / "requirements.txt").write_text("six==1.17.0\n")
+  (tmp_path / "requirements-test.txt").write_text("iniconfig==2.3.1\n")
+  here = str(tmp_path)
+
+  def versions() -> str:
+    code = ("import importlib.metadata as m\nfor p in ('six', 'iniconfig'):\n  try: "
+            "print(p, m.version(p))\n  except m.PackageNotFoundError: print(p, None)\n")
+    return subprocess.run([str(tmp_path / ".venv" / "bin" / "python"), "-c", code],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+  def ok(*args: str) -> str:
+    proc = make(*args, cwd=here)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout
+
+  out = ok("quickstart", "ARGS=--config.seed=1")
+  assert "Installing requirements.txt into .venv" in out, out
+  assert ("train ['--config=experiments/quickstart.py', '--workdir=workdirs/quickstart', "
+          "'--config.seed=1']") in out, out
+  assert versions() == ["six", "1.17.0", "iniconfig", "None"]
+  assert "Installing" not in ok("quickstart")
+  out = ok("test", "ARGS=-k x")
+  assert "Installing requirements.txt requirements-test.txt into .venv" in out, out
+  assert "pytest ['-q', '-k', 'x']" in out, out
+  assert versions() == ["six", "1.17.0", "iniconfig", "2.3.1"]
+  assert "Installing" not in ok("test") + ok("quickstart")
+  (tmp_path / "requirements.txt").write_text("six==1.16.0\n")
+  assert "Installing" in ok("quickstart")
+  assert versions() == ["six", "1.16.0", "iniconfig", "None"]   # made afresh
+  monkeypatch.setenv("CODE", "5")
+  failed = make("test", cwd=here)
+  assert failed.returncode != 0 and "pytest collected no tests" in failed.stderr, failed
 
 
 def test_train_on_your_own_images_as_the_readme_says(tmp_path):
