@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import augment, imagenet, inference, pretrained, state_dict
+from alexnet_jax import augment, features, imagenet, inference, pretrained, state_dict
 from experiments import pretrained as configs
 
 torch = pytest.importorskip("torch")
@@ -83,6 +83,51 @@ def test_imported_logits_equal_torchvisions(torch_net, imported):
     want = net(torch.from_numpy(x)).numpy()
   got = restored.apply_fn(restored.params, x.transpose(0, 2, 3, 1), None)
   assert relative(got, want) < 1e-4
+
+
+def test_named_layers_equal_torchvisions_activations(torch_net, imported):
+  """conv1..conv5 after ReLU (what LPIPS reads), fc6 and fc7 after ReLU, and the logits,
+  against forward hooks on torchvision's ReLU modules."""
+  net, _ = torch_net
+  relus = {"conv1": net.features[1], "conv2": net.features[4], "conv3": net.features[7],
+           "conv4": net.features[9], "conv5": net.features[11], "fc6": net.classifier[2],
+           "fc7": net.classifier[5]}
+  seen = {}
+  hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, o.clone()))
+           for n, m in relus.items()]
+  squares = np.random.default_rng(2).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8)
+  restored = inference.load(imported, mesh_shape=(1, 1), devices=jax.devices()[:1])
+  x = augment.eval_images(squares, restored.cfg.data)
+  with torch.no_grad():
+    seen["logits"] = net(torch.from_numpy(np.asarray(x).transpose(0, 3, 1, 2).copy()))
+  for h in hooks:
+    h.remove()
+  got = features.activations(restored, squares, list(seen))
+  for name, want in seen.items():
+    want = want.numpy()
+    want = want.transpose(0, 2, 3, 1) if want.ndim == 4 else want
+    assert got[name].shape == want.shape, name
+    assert relative(got[name], want) < 1e-4, name
+  with pytest.raises(ValueError, match="no layer 'conv6'; choose from conv1, conv2"):
+    features.activations(restored, squares, ["conv6"])
+
+
+def test_features_launch_writes_a_layer_of_image_files(imported, tmp_path):
+  paths = []
+  for i, size in enumerate([(300, 240), (240, 320)]):
+    pixels = np.random.default_rng(i).integers(0, 256, (*size[::-1], 3), dtype=np.uint8)
+    paths.append(str(tmp_path / f"{i}.jpg"))
+    Image.fromarray(pixels).save(paths[-1])
+  out = str(tmp_path / "conv5.npz")
+  p = launch("launch.features", f"--workdir={imported}", "--layer=conv5", f"--out={out}",
+             *paths)
+  assert p.returncode == 0, p.stderr
+  saved = np.load(out)
+  assert tuple(saved["shape"]) == (13, 13, 256) and saved["features"].shape == (2, 13 * 13 * 256)
+  restored = inference.load(imported, mesh_shape=(1, 1), devices=jax.devices()[:1])
+  want = features.activations(restored, inference.load_images(restored.cfg.data, paths),
+                              ["conv5"])["conv5"]
+  np.testing.assert_allclose(saved["features"], want.reshape(2, -1), rtol=1e-5, atol=1e-6)
 
 
 def _jpegs(tmp_path):
