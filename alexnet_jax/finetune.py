@@ -5,7 +5,8 @@ workdir that training or `launch.import_weights` wrote. Parameters are restored 
 (conv1 ... fc8) onto the new run's mesh. The classifier, fc8, is initialised afresh (the
 config's init_scheme) when its number of classes differs; every other difference in shape
 or in the set of layers is a one-line error naming the layer. The optimiser starts afresh:
-momentum at zero, the step at 0.
+momentum at zero, the step at 0. Only a fresh run reads init_from: a workdir that holds
+checkpoints resumes from its own.
 
 `freeze` = layer names, e.g. ('conv1', 'conv2'): their parameters get no update and no
 weight decay (optax.multi_transform sends them to set_to_zero), so they stay exactly as

@@ -291,7 +291,8 @@ def load_image(path: str, target: int, convention: str = "paper", crop: int = 0
     if width * height > MAX_PIXELS:
       raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, more than the "
                        f"limit of {MAX_PIXELS:,}")
-    if fmt == "JPEG" and convention == "paper":   # libjpeg scales down by 2, 4 or 8 while decoding, to >= 2 * target
+    # libjpeg scales down by 2, 4 or 8 while decoding, to >= 2 * target; torchvision does not
+    if fmt == "JPEG" and convention == "paper":
       im.draft("RGB", (2 * target * width // min(width, height),
                        2 * target * height // min(width, height)))
     ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -16,7 +16,8 @@ Towers (§3.2) are a modelling concept here: with `towers` = 2 every layer's out
 are split in two halves, and conv2, conv4 and conv5 read only the half of their input that
 their own tower produced (a grouped convolution). LRN also normalises within a tower, as
 each GPU did (`lrn_across_towers` normalises over all maps instead, as Caffe's one-GPU
-bvlc_alexnet does; inside shard_map each device then gathers both towers' maps for it). The parameter layout is that of an ordinary grouped convolution (output
+bvlc_alexnet does; inside shard_map each device then gathers both towers' maps for it).
+The parameter layout is that of an ordinary grouped convolution (output
 channels tower-major), so one checkpoint serves every device layout.
 
 Placing a tower on a device is `sharding.py`'s business. This module only needs to know,

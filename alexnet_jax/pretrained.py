@@ -281,8 +281,9 @@ def write_workdir(workdir: str, cfg: ml_collections.ConfigDict, params: dict, so
   workdir = os.path.abspath(os.path.expanduser(workdir))
   if os.path.isdir(workdir) and os.listdir(workdir):
     if not overwrite:
-      raise ValueError(f"workdir {workdir} is not empty ({', '.join(sorted(os.listdir(workdir))[:4])}"
-                       "); pass --overwrite to replace its run.json and checkpoints")
+      held = ", ".join(sorted(os.listdir(workdir))[:4])
+      raise ValueError(f"workdir {workdir} is not empty ({held}); pass --overwrite to "
+                       "replace its run.json and checkpoints")
     for name in (workdir_lib.RUN_INFO, workdir_lib.METRICS):
       if os.path.exists(os.path.join(workdir, name)):
         os.remove(os.path.join(workdir, name))

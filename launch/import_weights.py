@@ -1,6 +1,7 @@
 """A pretrained AlexNet into a workdir that predict, evaluate, features and fine-tuning take.
 
-    python -m launch.import_weights --weights=alexnet-owt-7be5be79.pth --workdir=runs/torchvision_alexnet
+    python -m launch.import_weights --weights=alexnet-owt-7be5be79.pth \
+        --workdir=runs/torchvision_alexnet
     python -m launch.import_weights --weights=bvlcalexnet-12.onnx --workdir=runs/caffe_alexnet
 
 --weights is torchvision's AlexNet state_dict (what `torch.save(model.state_dict(), f)`

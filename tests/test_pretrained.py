@@ -155,8 +155,6 @@ def test_import_launch_then_predict_top5_equals_torchvisions(torch_net, tmp_path
   workdir = str(tmp_path / "tv")
   p = launch("launch.import_weights", f"--weights={path}", f"--workdir={workdir}")
   assert p.returncode == 0, p.stderr
-  again = launch("launch.import_weights", f"--weights={path}", f"--workdir={workdir}")
-  assert again.returncode == 1 and "--overwrite" in again.stderr.strip().splitlines()[-1]
   out = str(tmp_path / "predictions.json")
   p = launch("launch.predict", f"--workdir={workdir}", f"--json={out}", *files)
   assert p.returncode == 0, p.stderr
@@ -215,19 +213,20 @@ def test_workdir_is_not_overwritten_without_overwrite(torch_net, imported):
 
 # ---------------------------------------------------------------------------------- ONNX
 
-def bvlc_graph(path, rng, *, extra_op=None, pool_first=False):
+def bvlc_graph(path, rng, *, extra_op=None, pool_first=False, width=1.0):
   """An ONNX file of bvlc_alexnet's structure with random weights (the real shapes): input
   data_0 [N, 3, 227, 227] in Caffe's BGR order, outputs fc8 (logits) and prob.
 
   `extra_op` puts that operator after conv1's ReLU; `pool_first` swaps conv1's LRN and
-  pooling (CaffeNet's order)."""
+  pooling (CaffeNet's order); `width` < 1 shrinks every layer (for the graphs that the
+  importer must refuse before it reads a weight)."""
   onnx = pytest.importorskip("onnx")
   from onnx import TensorProto, helper, numpy_helper  # pylint: disable=import-outside-toplevel
   inits, nodes = [], []
 
   def param(name, shape, fan_in):
-    inits.append(numpy_helper.from_array(
-        (rng.normal(size=shape) * np.sqrt(2.0 / fan_in)).astype(np.float32), name))
+    w = rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in))
+    inits.append(numpy_helper.from_array(w, name))
     return name
 
   def bias(name, n):
@@ -235,9 +234,12 @@ def bvlc_graph(path, rng, *, extra_op=None, pool_first=False):
     return name
 
   x = "data_0"
-  convs = [("conv1", 96, 3, 11, 4, 0, 1), ("conv2", 256, 48, 5, 1, 2, 2),
-           ("conv3", 384, 256, 3, 1, 1, 1), ("conv4", 384, 192, 3, 1, 1, 2),
-           ("conv5", 256, 192, 3, 1, 1, 2)]
+  wide = lambda n: max(2, int(n * width)) // 2 * 2   # even: two towers
+  convs = [("conv1", wide(96), 3, 11, 4, 0, 1),   # name, out, in per group, k, stride, pad,
+           ("conv2", wide(256), wide(96) // 2, 5, 1, 2, 2),   # groups
+           ("conv3", wide(384), wide(256), 3, 1, 1, 1),
+           ("conv4", wide(384), wide(384) // 2, 3, 1, 1, 2),
+           ("conv5", wide(256), wide(384) // 2, 3, 1, 1, 2)]
   for name, out, cin, k, stride, pad, group in convs:
     w = param(f"{name}_w_0", (out, cin, k, k), cin * k * k)
     nodes.append(helper.make_node("Conv", [x, w, bias(f"{name}_b_0", out)], [name],
@@ -263,7 +265,8 @@ def bvlc_graph(path, rng, *, extra_op=None, pool_first=False):
         x = f"{name}_pool"
   nodes.append(helper.make_node("Flatten", [x], ["flat"], axis=1))
   x = "flat"
-  for name, out, fan_in in [("fc6", 4096, 9216), ("fc7", 4096, 4096), ("fc8", 1000, 4096)]:
+  for name, out, fan_in in [("fc6", wide(4096), 36 * wide(256)), ("fc7", wide(4096), wide(4096)),
+                            ("fc8", 1000, wide(4096))]:
     w = param(f"{name}_w_0", (out, fan_in), fan_in)
     nodes.append(helper.make_node("Gemm", [x, w, bias(f"{name}_b_0", out)], [name],
                                   name=name, transB=1))
@@ -290,13 +293,19 @@ def caffe_onnx(tmp_path_factory):
                     np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("mesh_shape", [(1, 1), (1, 2)])
-def test_imported_caffe_alexnet_equals_onnxruntime(caffe_onnx, tmp_path, mesh_shape):
-  """On one device, and with one tower per device (the LRN reading both towers' maps)."""
-  ort = pytest.importorskip("onnxruntime")
+@pytest.fixture(scope="module")
+def caffe_workdir(caffe_onnx, tmp_path_factory):
   cfg, params = pretrained.import_onnx(caffe_onnx, configs.get_config("caffe"))
   assert (cfg.model.towers, cfg.model.lrn_k, cfg.model.lrn_n) == (2, 1.0, 5)
-  workdir = pretrained.write_workdir(str(tmp_path / "caffe"), cfg, params, caffe_onnx, "onnx")
+  return pretrained.write_workdir(str(tmp_path_factory.mktemp("caffe")), cfg, params,
+                                  caffe_onnx, "onnx")
+
+
+@pytest.mark.parametrize("mesh_shape", [(1, 1), (1, 2)])
+def test_imported_caffe_alexnet_equals_onnxruntime(caffe_onnx, caffe_workdir, mesh_shape):
+  """On one device, and with one tower per device (the LRN reading both towers' maps)."""
+  ort = pytest.importorskip("onnxruntime")
+  workdir = caffe_workdir
   restored = inference.load(workdir, mesh_shape=mesh_shape, devices=jax.devices()[:2])
   assert dict(restored.mesh.shape) == {"data": mesh_shape[0], "model": mesh_shape[1]}
   # Caffe's input: BGR, 0-255 minus the mean, NCHW.
@@ -308,9 +317,9 @@ def test_imported_caffe_alexnet_equals_onnxruntime(caffe_onnx, tmp_path, mesh_sh
   assert relative(got, want) < 1e-4
 
 
-def test_imported_caffe_input_is_caffes(caffe_onnx):
+def test_imported_caffe_input_is_caffes(caffe_workdir):
   """0-255 RGB pixels minus Caffe's mean: pixel p of channel c enters as p - mean_c."""
-  cfg, _ = pretrained.import_onnx(caffe_onnx, configs.get_config("caffe"))
+  cfg = inference.load(caffe_workdir, mesh_shape=(1, 1), devices=jax.devices()[:1]).cfg
   pixels = np.full((1, 256, 256, 3), 200, np.uint8)
   x = np.asarray(augment.eval_images(pixels, cfg.data))[0, 0, 0]
   np.testing.assert_allclose(x, 200 - np.asarray(configs.CAFFE_MEAN_BGR[::-1]), rtol=1e-5)
@@ -322,9 +331,9 @@ def test_bad_onnx_files_are_one_line_errors(tmp_path, torch_net):
   rng = np.random.default_rng(0)
   with pytest.raises(ValueError, match="not an ONNX model"):
     pretrained.import_onnx(torch_net[1], cfg)   # a state_dict
-  unmapped = bvlc_graph(str(tmp_path / "sigmoid.onnx"), rng, extra_op="Sigmoid")
+  unmapped = bvlc_graph(str(tmp_path / "sigmoid.onnx"), rng, extra_op="Sigmoid", width=0.1)
   with pytest.raises(ValueError, match="ONNX operator 'Sigmoid' \\(node 'extra'\\) is not one"):
     pretrained.import_onnx(unmapped, cfg)
-  caffenet = bvlc_graph(str(tmp_path / "caffenet.onnx"), rng, pool_first=True)
+  caffenet = bvlc_graph(str(tmp_path / "caffenet.onnx"), rng, pool_first=True, width=0.1)
   with pytest.raises(ValueError, match="operator 3 is MaxPool, bvlc_alexnet's is LRN"):
     pretrained.import_onnx(caffenet, cfg)
