@@ -337,3 +337,18 @@ def test_bad_onnx_files_are_one_line_errors(tmp_path, torch_net):
   caffenet = bvlc_graph(str(tmp_path / "caffenet.onnx"), rng, pool_first=True, width=0.1)
   with pytest.raises(ValueError, match="operator 3 is MaxPool, bvlc_alexnet's is LRN"):
     pretrained.import_onnx(caffenet, cfg)
+
+
+def test_the_readmes_python_lines_return_the_layers(imported, tmp_path):
+  """README, "Pretrained nets": the lines that load an imported net and return layers."""
+  text = open(os.path.join(ROOT, "README.md")).read().split("## Pretrained nets\n", 1)[1]
+  code = text.split("```python\n", 1)[1].split("```", 1)[0]
+  for name in ("cat.jpg", "dog.jpg"):
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (180, 240, 3), np.uint8)).save(
+        tmp_path / name)
+    code = code.replace(f'"{name}"', repr(str(tmp_path / name)))
+  scope = {}
+  code = code.replace('"runs/torchvision_alexnet"', repr(imported))
+  exec(code, scope)  # pylint: disable=exec-used
+  assert {k: v.shape for k, v in scope["acts"].items()} == {
+      "conv1": (2, 55, 55, 64), "conv5": (2, 13, 13, 256), "fc7": (2, 4096)}
