@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import shutil
+import zipfile
 from typing import Any
 
 import jax
@@ -261,6 +262,14 @@ def import_onnx(path: str, cfg: ml_collections.ConfigDict):
     logging.info("%s declares %dx%d inputs; importing for %d, Caffe's size (pretrained.py)",
                  path, dims[2], dims[3], cfg.data.image_size)
   return onnx_params(model, cfg, path)
+
+
+def guess_format(path: str) -> str:
+  """'torchvision' for a file that torch.save wrote (a zip archive, or a pickle: PyTorch's
+  pre-1.6 format), else 'onnx'. OSError when it cannot be read."""
+  with open(path, "rb") as f:
+    head = f.read(2)
+  return "torchvision" if zipfile.is_zipfile(path) or head[:1] == b"\x80" else "onnx"
 
 
 # ------------------------------------------------------------------------------ workdirs

@@ -7,11 +7,9 @@
 --weights is torchvision's AlexNet state_dict (what `torch.save(model.state_dict(), f)`
 writes, e.g. ~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth; torch is not needed)
 or Caffe's bvlc_alexnet from the ONNX model zoo (needs the onnx package). --format picks
-one; by default a zip archive is a state_dict and anything else ONNX. The configs are
+one; by default a file that torch.save wrote is a state_dict and anything else ONNX. The configs are
 experiments/pretrained.py's; a non-empty workdir is refused unless --overwrite.
 """
-import zipfile
-
 from absl import app, flags
 
 from alexnet_jax import cli, pretrained
@@ -20,7 +18,7 @@ from experiments import pretrained as configs
 _WEIGHTS = flags.DEFINE_string("weights", None, "state_dict (.pth) or ONNX (.onnx) file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder to write (run.json, checkpoints/).")
 _FORMAT = flags.DEFINE_enum("format", "auto", ["auto", "torchvision", "onnx"],
-                            "What --weights holds; auto: a zip archive is a state_dict.")
+                            "What --weights holds; auto: guessed from its first bytes.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing workdir's net.")
 
 
@@ -30,11 +28,7 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   path = _WEIGHTS.value
   try:
-    kind = _FORMAT.value
-    if kind == "auto":
-      with open(path, "rb"):   # a missing file is an OSError here, not a format guess
-        pass
-      kind = "torchvision" if zipfile.is_zipfile(path) else "onnx"
+    kind = pretrained.guess_format(path) if _FORMAT.value == "auto" else _FORMAT.value
     if kind == "torchvision":
       cfg, params = pretrained.import_torchvision(path, configs.get_config("torchvision"))
     else:

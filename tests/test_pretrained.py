@@ -67,10 +67,14 @@ def test_state_dict_reader_returns_torchs_arrays(torch_net, tmp_path):
   for key, tensor in net.state_dict().items():
     np.testing.assert_array_equal(arrays[key], tensor.numpy())
   strided = torch.arange(12.0).reshape(3, 4).t()   # a view with strides, and bfloat16
-  torch.save({"a": strided, "b": torch.full((2,), 1.5, dtype=torch.bfloat16)}, tmp_path / "v.pth")
-  back = state_dict.read(str(tmp_path / "v.pth"))
-  np.testing.assert_array_equal(back["a"], strided.numpy())
-  assert back["b"].astype(np.float32).tolist() == [1.5, 1.5]
+  for zipped in (True, False):   # torch.save's format, and the one before PyTorch 1.6
+    path = str(tmp_path / f"v{zipped}.pth")
+    torch.save({"a": strided, "b": torch.full((2,), 1.5, dtype=torch.bfloat16)}, path,
+               _use_new_zipfile_serialization=zipped)
+    back = state_dict.read(path)
+    np.testing.assert_array_equal(back["a"], strided.numpy())
+    assert back["b"].astype(np.float32).tolist() == [1.5, 1.5]
+    assert pretrained.guess_format(path) == "torchvision"
 
 
 def test_imported_logits_equal_torchvisions(torch_net, imported):
@@ -180,6 +184,9 @@ def test_bad_state_dicts_are_one_line_errors(torch_net, tmp_path):
   (tmp_path / "notes.pth").write_text("not weights\n")
   with pytest.raises(ValueError, match="not a PyTorch state_dict file"):
     pretrained.import_torchvision(str(tmp_path / "notes.pth"), cfg)
+  (tmp_path / "cut.pth").write_bytes(open(path, "rb").read()[:100_000])
+  with pytest.raises(ValueError, match="cut.pth: "):
+    pretrained.import_torchvision(str(tmp_path / "cut.pth"), cfg)
   torch.save(torchvision.models.alexnet(), tmp_path / "module.pth")   # the model, not its dict
   with pytest.raises(ValueError, match="holds a torchvision.models.alexnet.AlexNet"):
     pretrained.import_torchvision(str(tmp_path / "module.pth"), cfg)
