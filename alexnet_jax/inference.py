@@ -306,12 +306,17 @@ def load_image(path: str, target: int, convention: str = "paper", crop: int = 0
     return np.asarray(records.square(records.to_rgb(im), target), np.uint8)
 
 
-def load_images(data_cfg, paths: Sequence[str]) -> np.ndarray:
-  """uint8 squares [N, R, R, 3] of image files, as `predict_files` reads them for a run's
-  `data` config (its resize_convention; 'paper' where run.json predates it)."""
-  read = functools.partial(load_image, target=eval_size(data_cfg),
+def image_reader(data_cfg):
+  """`load_image` for a run's `data` config: path -> its uint8 square (the run's
+  resize_convention; 'paper' where run.json predates the field)."""
+  return functools.partial(load_image, target=eval_size(data_cfg),
                            convention=data_cfg.get("resize_convention", "paper"),
                            crop=int(data_cfg.image_size))
+
+
+def load_images(data_cfg, paths: Sequence[str]) -> np.ndarray:
+  """uint8 squares [N, R, R, 3] of image files, as `predict_files` reads them."""
+  read = image_reader(data_cfg)
   return np.stack([read(p) for p in paths])
 
 
@@ -369,10 +374,7 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
                   k: int = 5) -> list[dict]:
   """One dict per path, in order: {'image', 'top': [...]} or {'image', 'error'} for a file
   that is missing or not a usable image (the others are still predicted)."""
-  data_cfg = restored.cfg.data
-  read = functools.partial(load_image, target=eval_size(data_cfg),
-                           convention=data_cfg.get("resize_convention", "paper"),
-                           crop=int(data_cfg.image_size))
+  read = image_reader(restored.cfg.data)
   results = []
   batch = restored.cfg.batch_size
   for start in range(0, len(paths), batch):

@@ -35,7 +35,7 @@ _LAYER = flags.DEFINE_string("layer", None, "conv1..conv5, fc6, fc7 or logits (d
 
 def _files(restored, paths):
   """--out for image files: the layer's activations, flattened, and their shape."""
-  layer = _LAYER.value or "fc7"
+  layer = _LAYER.value or features.feature_layer(restored.cfg.model)
   acts = features.activations(restored, inference.load_images(restored.cfg.data, paths),
                               [layer])[layer]
   np.savez(_OUT.value, features=acts.reshape(len(acts), -1), shape=acts.shape[1:],
