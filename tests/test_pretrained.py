@@ -177,6 +177,17 @@ def test_import_launch_then_predict_top5_equals_torchvisions(torch_net, tmp_path
   assert np.abs(np.asarray(seen) - x.numpy().transpose(0, 2, 3, 1)).max() < 2e-6
 
 
+def test_the_shipped_class_names_are_the_imagenet_class_index():
+  synsets = imagenet.synsets()
+  assert len(set(synsets)) == 1000 and synsets == sorted(synsets)   # label order
+  torchvision_names = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["categories"]
+  same = sum(a == b for a, b in zip(imagenet.names().values(), torchvision_names))
+  assert same >= 995   # the same classes in the same order; a few short names differ
+  if DATA:
+    index = json.load(open(os.path.join(DATA, "imagenet_meta", "imagenet_class_index.json")))
+    assert synsets == [index[str(i)][0] for i in range(1000)]
+
+
 def test_bad_state_dicts_are_one_line_errors(torch_net, tmp_path):
   _, path = torch_net
   cfg = configs.get_config("torchvision")
