@@ -34,8 +34,14 @@ def relative(a, b):
   return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
 
 
-def launch(module, *args):
+def launch(module, *args, block=None):
+  """`python -m module args` with one CPU device; `block`: a folder where `import torch`
+  fails, put first on the path."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}   # one CPU device
+  if block:
+    (block / "torch").mkdir(parents=True)
+    (block / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked')\n")
+    env["PYTHONPATH"] = str(block)
   return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)
 
@@ -152,13 +158,16 @@ def _jpegs(tmp_path):
 
 @pytest.mark.skipif(not DATA, reason="ALEXNET_DATA_DIR is not set")
 def test_import_launch_then_predict_top5_equals_torchvisions(torch_net, tmp_path):
-  """launch.import_weights, then launch.predict on JPEG files, against torchvision's model
-  on torchvision's own preprocessing of the same files (AlexNet_Weights.transforms())."""
+  """launch.import_weights (in a process where `import torch` fails), then launch.predict
+  on JPEG files, against torchvision's model on torchvision's own preprocessing of the same
+  files (AlexNet_Weights.transforms())."""
   net, path = torch_net
   files = _jpegs(tmp_path)
   workdir = str(tmp_path / "tv")
-  p = launch("launch.import_weights", f"--weights={path}", f"--workdir={workdir}")
+  p = launch("launch.import_weights", f"--weights={path}", f"--workdir={workdir}",
+             block=tmp_path / "no_torch")
   assert p.returncode == 0, p.stderr
+  assert "torchvision AlexNet (1000 classes, 224x224 input)" in p.stdout
   out = str(tmp_path / "predictions.json")
   p = launch("launch.predict", f"--workdir={workdir}", f"--json={out}", *files)
   assert p.returncode == 0, p.stderr
