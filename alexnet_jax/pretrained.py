@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import zipfile
 from typing import Any
@@ -91,8 +92,12 @@ def torchvision_params(weights: dict[str, np.ndarray], cfg: ml_collections.Confi
                        path: str = "the state_dict") -> tuple[ml_collections.ConfigDict, dict]:
   """torchvision AlexNet state_dict arrays -> (cfg with num_classes from fc8, params).
 
-  Raises ValueError naming the first key that is missing, unexpected or misshapen."""
+  Keys saved through DataParallel or DistributedDataParallel ('module.features.0.weight',
+  or 'features.module.0.weight' from PyTorch's ImageNet example) are read without the
+  'module.' part. Raises ValueError naming the first key that is missing, unexpected or
+  misshapen."""
   cfg = cfg.copy_and_resolve_references()
+  weights = {re.sub(r"(^|\.)module\.", r"\1", k): v for k, v in weights.items()}
   fc8 = weights.get(TORCHVISION_MODULES["fc8"] + ".weight")
   if fc8 is not None and fc8.ndim == 2:
     cfg.model.num_classes = int(fc8.shape[0])

@@ -223,11 +223,17 @@ def test_bad_state_dicts_are_one_line_errors(torch_net, tmp_path):
 
 
 def test_a_finetuned_torchvision_net_keeps_its_classes():
+  """... whatever its number of classes, also as saved through (Distributed)DataParallel
+  (PyTorch's ImageNet example wraps AlexNet's features in DataParallel)."""
   torch.manual_seed(1)
   net = torchvision.models.alexnet(num_classes=10)
   weights = {k: v.numpy() for k, v in net.state_dict().items()}
   cfg, params = pretrained.torchvision_params(weights, configs.get_config("torchvision"))
   assert cfg.model.num_classes == 10 and params["fc8"]["kernel"].shape == (4096, 10)
+  wrapped = {"module." + k.replace("features.", "features.module."): v
+             for k, v in weights.items()}
+  _, again = pretrained.torchvision_params(wrapped, configs.get_config("torchvision"))
+  np.testing.assert_array_equal(again["conv2"]["kernel"], params["conv2"]["kernel"])
 
 
 def test_workdir_is_not_overwritten_without_overwrite(torch_net, imported):
