@@ -1,4 +1,9 @@
-"""fc7 features and nearest neighbours in feature space (§6.1, Figure 4 right).
+"""Activations of any named layer, fc7 features and nearest neighbours (§6.1, Figure 4 right).
+
+Layers by name (`layer_name`): conv1 ... conv5 after their ReLU (before LRN and pooling;
+what LPIPS reads), fc6 and fc7 after their ReLU, and logits (fc8); the model's other sown
+names (lrn1, pool1, pool2, pool5, ...) work too. `activations` returns them for images,
+`layers_fn` is the jit-able, differentiable function of model inputs behind it.
 
 The paper compares images by the Euclidean distance between their last hidden layer's
 activations (fc7, 4096 post-ReLU values): images whose feature vectors are close count as
@@ -35,36 +40,86 @@ def feature_layer(model_cfg) -> str:
   return name
 
 
-def make_feature_fn(restored: Restored):
+def layer_name(model_cfg, layer: str) -> str:
+  """A layer's name ('conv1'..'conv5', 'fc6', 'fc7', 'logits', or a sown name such as
+  'pool5') -> the name the model sows its activation under; ValueError listing them."""
+  convs = [spec.name for spec in models.ARCHS[model_cfg.arch][:len(model_cfg.features)]]
+  fcs = [f"fc{len(convs) + 1 + i}" for i in range(len(model_cfg.fc_features) + 1)]
+  names = {**{n: n + "_out" for n in convs + fcs}, "logits": fcs[-1] + "_out"}
+  for spec in models.ARCHS[model_cfg.arch][:len(convs)]:
+    for op in spec.post:
+      if op == "pool" or model_cfg.lrn:
+        names.setdefault(op + spec.name[-1], op + spec.name[-1])
+  if layer in names:
+    return names[layer]
+  if layer in names.values():
+    return layer
+  raise ValueError(f"no layer {layer!r}; choose from {', '.join(names)}")
+
+
+def layers_fn(restored: Restored, layers: Sequence[str]):
+  """`(params, model inputs [B, S, S, 3]) -> {layer: activations}` (whole, not flattened:
+  conv maps [B, H, W, C]), pure and differentiable, for use inside other JAX code."""
+  model = models.create_model(restored.cfg.model, restored.cfg.data.image_size)
+  sown = {layer: layer_name(restored.cfg.model, layer) for layer in layers}
+
+  def fn(params, images):
+    _, state = model.apply({"params": params}, images, mutable=["intermediates"])
+    return {layer: state["intermediates"][name][0].astype(np.float32)
+            for layer, name in sown.items()}
+
+  return fn
+
+
+def activations(restored: Restored, squares: np.ndarray, layers: Sequence[str] = ("fc7",)
+                ) -> dict[str, np.ndarray]:
+  """uint8 squares [N, R, R, 3] (`inference.load_images`) -> {layer: float32 [N, ...]} of
+  their centre crops, in batches of the run's batch size."""
+  fn = jax.jit(lambda params, x: layers_fn(restored, layers)(
+      params, augment.eval_images(x, restored.cfg.data)))
+  data, batch = restored.mesh.shape["data"], restored.cfg.batch_size
+  out = {layer: [] for layer in layers}
+  for start in range(0, len(squares), batch):
+    chunk = np.asarray(squares[start:start + batch], np.uint8)
+    n, padded = len(chunk), -(-len(chunk) // data) * data
+    chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), np.uint8)])
+    got = jax.device_get(fn(restored.params, jax.device_put(chunk, restored.batch_sharding)))
+    for layer in layers:
+      out[layer].append(np.asarray(got[layer])[:n])
+  return {layer: np.concatenate(v) for layer, v in out.items()}
+
+
+def make_feature_fn(restored: Restored, layer: str | None = None):
   """jit `(params, uint8 squares [B, R, R, 3]) -> features [B, D]` of their centre crops,
-  on the restored mesh.
+  on the restored mesh: `layer` (default: the classifier's input, fc7) flattened.
 
   The plain model (towers as grouped convolutions) under jit: XLA splits it over the mesh
   as the parameters' shardings ask, so the sown activations come back whole.
   """
   cfg = restored.cfg
-  model = models.create_model(cfg.model, cfg.data.image_size)
-  name = feature_layer(cfg.model)
+  layer = layer or feature_layer(cfg.model)
+  fn = layers_fn(restored, [layer])
 
   def features(params, squares):
-    images = augment.eval_images(squares, cfg.data)
-    _, state = model.apply({"params": params}, images, mutable=["intermediates"])
-    x = state["intermediates"][name][0]
-    return x.reshape(x.shape[0], -1).astype(np.float32)
+    x = fn(params, augment.eval_images(squares, cfg.data))[layer]
+    return x.reshape(x.shape[0], -1)
 
   return jax.jit(features, out_shardings=restored.batch_sharding)
 
 
 def extract(restored: Restored, split: str, *, data_dir: str | None = None,
-            keep_images: int = 0, log_every: int = 50, progress: bool = False) -> dict:
-  """Features of every example of `split`, in the evaluation order.
+            keep_images: int = 0, log_every: int = 50, progress: bool = False,
+            layer: str | None = None) -> dict:
+  """Features (`layer`, default fc7, flattened) of every example of `split`, in the
+  evaluation order.
 
   Returns {'features': float32 [N, D], 'labels': int32 [N], 'images': uint8 [K, S, S, 3]
   (the first `keep_images` centre crops, for display), 'layer': the sown name}.
   """
   cfg = restored.cfg
   data_cfg = restored.data_config(data_dir)
-  fn = make_feature_fn(restored)
+  layer = layer_name(cfg.model, layer) if layer else feature_layer(cfg.model)
+  fn = make_feature_fn(restored, layer)
   feats, labels, images = [], [], []
   kept, t0 = 0, time.perf_counter()
   total = loader.num_eval_batches(loader.num_examples(data_cfg, split), cfg.batch_size)
@@ -88,7 +143,7 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
   return {"features": np.concatenate(feats), "labels": np.concatenate(labels).astype(np.int32),
           "images": (np.concatenate(images) if images
                      else np.zeros((0, size, size, 3), np.uint8)),
-          "layer": feature_layer(cfg.model)}
+          "layer": layer}
 
 
 def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:

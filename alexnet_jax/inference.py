@@ -39,7 +39,7 @@ from etils import epath
 from flax import traverse_util
 from PIL import Image, ImageFile
 
-from alexnet_jax import (augment, checkpoint, evaluation, loader, models, records,
+from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, models, records,
                          sharding)
 from alexnet_jax import workdir as workdir_lib
 
@@ -233,27 +233,10 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
 
 # ---------------------------------------------------------------------------- class names
 
-@functools.lru_cache(maxsize=1)
-def _imagenet_names() -> dict[str, str]:
-  """ImageNet-1k synset -> WordNet names ('n01440764' -> 'tench, Tinca tinca'), from files
-  that the installed tensorflow_datasets ships: the imagenet2012 builder's synset list and
-  SI-Score's list of the names in the same (sorted-synset) order. Empty if either is gone."""
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-    synsets = tfds.core.tfds_path("datasets/imagenet2012/labels.txt").read_text().split()
-    from tensorflow_datasets.datasets.siscore import labels  # pylint: disable=g-import-not-at-top
-    names = list(labels.IMAGENET_LABELS_LIST)
-  except Exception:  # pylint: disable=broad-except  # a tfds without these files
-    return {}
-  if len(synsets) != 1000 or len(names) != 1000:
-    return {}
-  return dict(zip(synsets, names))
-
-
 def readable_names(class_names: Sequence[str]) -> list[str]:
-  """Class names for people: ImageNet synsets become their first WordNet name."""
-  table = _imagenet_names() if any(_SYNSET.fullmatch(c) for c in class_names) else {}
-  return [table[c].split(",")[0] if c in table else c for c in class_names]
+  """Class names for people: ImageNet synsets become their short names (imagenet.py)."""
+  table = imagenet.names() if any(_SYNSET.fullmatch(c) for c in class_names) else {}
+  return [table.get(c, c) for c in class_names]
 
 
 # ------------------------------------------------------------------------------ images
@@ -281,9 +264,16 @@ def _read(path: str, name: str) -> bytes:
     raise ImageError(f"{name}: cannot read: {e.strerror or e}") from None
 
 
-def load_image(path: str, target: int) -> np.ndarray:
+def load_image(path: str, target: int, convention: str = "paper", crop: int = 0
+               ) -> np.ndarray:
   """uint8 [target, target, 3]: an image file as the §2 square that training saw (the
-  shorter side to `target`, the central crop). Raises ImageError naming the file."""
+  shorter side to `target`, the central crop), or with convention 'torchvision' the square
+  whose central `crop` pixels are torchvision's Resize(target), CenterCrop(crop)
+  (records.torchvision_square; decoded at full scale, as torchvision does). Raises
+  ImageError naming the file."""
+  if convention not in records.RESIZE_CONVENTIONS:
+    raise ValueError(f"data.resize_convention must be one of {records.RESIZE_CONVENTIONS}, "
+                     f"got {convention!r}")
   name = printable(path)
   data = _read(path, name)
   if not data:
@@ -301,7 +291,8 @@ def load_image(path: str, target: int) -> np.ndarray:
     if width * height > MAX_PIXELS:
       raise ImageError(f"{name}: {width}x{height} is {width * height:,} pixels, more than the "
                        f"limit of {MAX_PIXELS:,}")
-    if fmt == "JPEG":   # libjpeg scales down by 2, 4 or 8 while decoding, to >= 2 * target
+    # libjpeg scales down by 2, 4 or 8 while decoding, to >= 2 * target; torchvision does not
+    if fmt == "JPEG" and convention == "paper":
       im.draft("RGB", (2 * target * width // min(width, height),
                        2 * target * height // min(width, height)))
     ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -310,7 +301,23 @@ def load_image(path: str, target: int) -> np.ndarray:
     except OSError as e:
       what = "truncated" if "truncated" in str(e) else "corrupt"
       raise ImageError(f"{name}: cannot decode {fmt}: the file is {what}") from None
+    if convention == "torchvision":
+      return np.asarray(records.torchvision_square(records.to_rgb(im), target, crop), np.uint8)
     return np.asarray(records.square(records.to_rgb(im), target), np.uint8)
+
+
+def image_reader(data_cfg):
+  """`load_image` for a run's `data` config: path -> its uint8 square (the run's
+  resize_convention; 'paper' where run.json predates the field)."""
+  return functools.partial(load_image, target=eval_size(data_cfg),
+                           convention=data_cfg.get("resize_convention", "paper"),
+                           crop=int(data_cfg.image_size))
+
+
+def load_images(data_cfg, paths: Sequence[str]) -> np.ndarray:
+  """uint8 squares [N, R, R, 3] of image files, as `predict_files` reads them."""
+  read = image_reader(data_cfg)
+  return np.stack([read(p) for p in paths])
 
 
 def eval_size(data_cfg) -> int:
@@ -367,15 +374,14 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
                   k: int = 5) -> list[dict]:
   """One dict per path, in order: {'image', 'top': [...]} or {'image', 'error'} for a file
   that is missing or not a usable image (the others are still predicted)."""
-  data_cfg = restored.cfg.data
-  target = eval_size(data_cfg)
+  read = image_reader(restored.cfg.data)
   results = []
   batch = restored.cfg.batch_size
   for start in range(0, len(paths), batch):
     chunk, ready = [], []
     for path in paths[start:start + batch]:
       try:
-        chunk.append(load_image(path, target))
+        chunk.append(read(path))
         ready.append({"image": path})
       except ImageError as e:
         ready.append({"image": path, "error": str(e)})

@@ -16,7 +16,9 @@ its index in the global batch, so the masks are the same on every device layout.
 Towers (§3.2) are a modelling concept here: with `towers` = 2 every layer's output channels
 are split in two halves, and conv2, conv4 and conv5 read only the half of their input that
 their own tower produced (a grouped convolution). LRN also normalises within a tower, as
-each GPU did. The parameter layout is that of an ordinary grouped convolution (output
+each GPU did (`lrn_across_towers` normalises over all maps instead, as Caffe's one-GPU
+bvlc_alexnet does; inside shard_map each device then gathers both towers' maps for it).
+The parameter layout is that of an ordinary grouped convolution (output
 channels tower-major), so one checkpoint serves every device layout.
 
 Placing a tower on a device is `sharding.py`'s business. This module only needs to know,
@@ -75,7 +77,8 @@ _PAPER = dict(
     arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
     conv1_padding=-1, lrn=True, lrn_n=5, lrn_k=2.0, lrn_alpha=1e-4, lrn_beta=0.75,
     lrn_convention="paper", pool_window=3, pool_stride=2, activation="relu", dropout=0.5,
-    dropout_at="outputs", init_scheme="paper", num_classes=1000, dtype="float32")
+    dropout_at="outputs", init_scheme="paper", num_classes=1000, dtype="float32",
+    lrn_across_towers=False)
 
 PRESETS = {
     "paper": _PAPER,
@@ -204,6 +207,7 @@ class AlexNet(nn.Module):
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
   lrn_convention: str = "paper"
+  lrn_across_towers: bool = False   # True: LRN over all maps, as Caffe's bvlc_alexnet
   pool_window: int = 3
   pool_stride: int = 2
   activation: str = "relu"
@@ -265,10 +269,17 @@ class AlexNet(nn.Module):
           h, w = x.shape[1:3]
           if spec.post[i + 1:i + 2] == ("pool",) and jax.default_backend() == "cpu":
             x = pooling.pad_unread(x, self.pool_window, self.pool_stride)   # see pooling.py
+          across = self.lrn_across_towers and self.towers > 1
+          if across:   # every tower's maps, then this device's share of the result
+            width = x.shape[-1]
+            x = self._gather(x)
           x = lrn_lib.local_response_norm(
               x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
-              convention=self.lrn_convention, groups=local_towers,
+              convention=self.lrn_convention, groups=1 if across else local_towers,
               input_stored=i > 0 and spec.post[i - 1] == "pool")
+          if across and self.model_axis is not None:
+            x = jax.lax.dynamic_slice_in_dim(
+                x, jax.lax.axis_index(self.model_axis) * width, width, axis=-1)
           self.sow("intermediates", op + spec.name[-1], x[:, :h, :w])
         elif op == "pool":
           x = pooling.max_pool(x, self.pool_window, self.pool_stride)
@@ -322,7 +333,8 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
       num_classes=cfg.num_classes, towers=cfg.towers,
       conv1_padding=conv1_padding(cfg, image_size), lrn=cfg.lrn, lrn_n=cfg.lrn_n,
       lrn_k=cfg.lrn_k, lrn_alpha=cfg.lrn_alpha, lrn_beta=cfg.lrn_beta,
-      lrn_convention=cfg.lrn_convention, pool_window=cfg.pool_window,
+      lrn_convention=cfg.lrn_convention,
+      lrn_across_towers=bool(cfg.get("lrn_across_towers", False)), pool_window=cfg.pool_window,
       pool_stride=cfg.pool_stride, activation=cfg.activation, dropout=cfg.dropout,
       dropout_at=cfg.dropout_at, init_scheme=cfg.init_scheme, dtype=dtypes[cfg.dtype],
       model_axis=model_axis)

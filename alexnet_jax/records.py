@@ -49,6 +49,30 @@ def square(image: Image.Image, size: int) -> Image.Image:
   return image.crop((left, top, left + size, top + size))
 
 
+def torchvision_square(image: Image.Image, size: int, crop: int) -> Image.Image:
+  """The `size` square whose central `crop` x `crop` pixels are torchvision's
+  `Resize(size)` then `CenterCrop(crop)` of `image`, pixel for pixel.
+
+  torchvision resizes the shorter side to `size` with PIL's bilinear filter (antialiased),
+  the longer side to int(size * long / short) (truncated), and centre-crops at
+  round((side - crop) / 2) (Python's round: halves to even); `augment.eval_images` then takes
+  the crop at (size - crop) // 2 of this square. Pixels outside the central crop are the
+  resized image's, so ten crops are taken from this square, not from torchvision's."""
+  width, height = image.size
+  short, long = min(width, height), max(width, height)
+  new_short, new_long = size, int(size * long / short)
+  new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
+  if (new_w, new_h) != (width, height):
+    image = image.resize((new_w, new_h), Image.BILINEAR)
+  margin = (size - crop) // 2
+  left = int(round((new_w - crop) / 2.0)) - margin
+  top = int(round((new_h - crop) / 2.0)) - margin
+  return image.crop((left, top, left + size, top + size))
+
+
+RESIZE_CONVENTIONS = ("paper", "torchvision")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
   """Grey, grey+alpha, palette, RGBA, CMYK ... -> RGB (alpha dropped)."""
   if image.mode == "RGB":

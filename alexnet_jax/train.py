@@ -30,8 +30,8 @@ from absl import logging
 from flax import struct
 from jax.experimental import multihost_utils
 
-from alexnet_jax import (augment, checkpoint, data, evaluation, events, loader, models,
-                         sharding)
+from alexnet_jax import (augment, checkpoint, data, evaluation, events, finetune, loader,
+                         models, sharding)
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -84,7 +84,8 @@ def create_learning_rate_fn(cfg: ml_collections.ConfigDict, steps_per_epoch: int
 def create_optimizer(cfg, steps_per_epoch: int) -> optax.GradientTransformation:
   # inject_hyperparams keeps the learning rate in the optimiser state: it is logged,
   # checkpointed, and for 'plateau' set from the host without recompiling.
-  return optax.inject_hyperparams(paper_sgd)(
+  sgd = finetune.frozen(paper_sgd, cfg.get("freeze", ()))   # frozen layers: no update
+  return optax.inject_hyperparams(sgd)(
       learning_rate=create_learning_rate_fn(cfg, steps_per_epoch),
       momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
@@ -358,6 +359,8 @@ class _Run:
     if step is None:
       step, meta = 0, {"best_eval_error": None, "bad_evals": 0}
       state = self.trainer.init(jax.random.key(self.cfg.seed))
+      if self.cfg.get("init_from"):   # fine-tuning: parameters from another workdir
+        state = state.replace(params=finetune.restore_params(self.cfg, state.params))
     else:
       logging.info("resumed from checkpoint %d in %s", step, self.manager.directory)
     if self.is_chief:

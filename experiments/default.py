@@ -32,6 +32,8 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.data.input_scale = "paper"   # paper: 0-255 pixels minus the mean (§2) | standardized
   c.data.mean = (0.485, 0.456, 0.406)  # per-channel training-set mean, on a 0-1 scale (ImageNet)
   c.data.std = (0.229, 0.224, 0.225)   # used by 'standardized' only
+  c.data.resize_convention = "paper"  # image files -> squares for predict/features: paper
+                                 # (§2, bicubic) | torchvision (Resize + CenterCrop, bilinear)
   c.data.workers = -1            # loader processes; -1: none on <= 4 cores, else cores - 2
   c.data.prefetch_thread = True  # read and put batches on the devices from a background
                                  # thread (loader.DeviceIterator); False: the loop's thread
@@ -49,6 +51,10 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.plateau_factor = 0.1
   c.step_epochs = (30, 60, 80)   # 'step': divide by 10 at these epochs
   c.warmup_epochs = 0.0          # 'cosine': linear warm-up first
+
+  # Fine-tuning (alexnet_jax/finetune.py): start from another workdir's parameters.
+  c.init_from = ""               # '<workdir>' or '<workdir>:<step>' (latest by default)
+  c.freeze = ()                  # layers not trained (no update, no weight decay): ('conv1',)
 
   # Devices (alexnet_jax/sharding.py): (data, model); 0 = derive from the devices present.
   c.mesh_shape = (0, 0)

@@ -1,9 +1,14 @@
-"""fc7 features of a split, and a nearest-neighbour grid like the paper's Figure 4 (right).
+"""Features (fc7, or any --layer) of a split or of image files, and a nearest-neighbour
+grid like the paper's Figure 4 (right).
 
     python -m launch.features --workdir=/tmp/quickstart --split=test --out=feats.npz
     python -m launch.features --workdir=/tmp/quickstart --neighbours=6 --queries=5 --png=nn.png
+    python -m launch.features --workdir=runs/torchvision_alexnet --layer=conv5 --out=f.npz *.jpg
 
---out writes features [N, D], labels [N], the layer's name and the class names. With
+--layer: conv1 ... conv5 (after ReLU), fc6, fc7 (after ReLU) or logits; fc7 by default.
+--out writes features [N, D] (each image's activations flattened; `shape` is one image's
+unflattened), the layer's name and the class names, and labels [N] for a split or `files`
+for image files (read as launch.predict reads them). With
 --neighbours, each of the first --queries images of --split (default: the run's eval split)
 is shown beside its nearest images of --train_split (default: the run's training split,
 centre crops) by Euclidean distance between their features. Slicing keeps this fast on
@@ -25,29 +30,45 @@ _QUERIES = flags.DEFINE_integer("queries", 8, "Query images (the first of --spli
 _TRAIN_SPLIT = flags.DEFINE_string("train_split", None, "Where neighbours come from "
                                    "(default: the run's training split).")
 _PNG = flags.DEFINE_string("png", None, "Write the neighbour grid to this PNG.")
+_LAYER = flags.DEFINE_string("layer", None, "conv1..conv5, fc6, fc7 or logits (default fc7).")
+
+
+def _files(restored, paths):
+  """--out for image files: the layer's activations, flattened, and their shape."""
+  layer = _LAYER.value or features.feature_layer(restored.cfg.model)
+  acts = features.activations(restored, inference.load_images(restored.cfg.data, paths),
+                              [layer])[layer]
+  np.savez(_OUT.value, features=acts.reshape(len(acts), -1), shape=acts.shape[1:],
+           layer=features.layer_name(restored.cfg.model, layer), files=np.asarray(paths),
+           step=restored.step, class_names=np.asarray(restored.class_names))
+  print(f"wrote {_OUT.value}: {layer} features {acts.shape} of {len(paths)} images, "
+        f"checkpoint {restored.step}")
 
 
 def main(argv):
   cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if len(argv) > 1 and (_PNG.value or not _OUT.value):
+    raise app.UsageError("image files go with --out (and not --png)")
   if not _OUT.value and not _PNG.value:
     raise app.UsageError("give --out (features) and/or --png with --neighbours (grid)")
   if bool(_PNG.value) != (_NEIGHBOURS.value > 0):
     raise app.UsageError("--png and --neighbours go together")
   try:
     restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
+    if len(argv) > 1:
+      return _files(restored, argv[1:])
     data = restored.cfg.data
     split = _SPLIT.value or data.eval_split
     query = features.extract(restored, split, data_dir=_DATA_DIR.value,
-                             keep_images=_QUERIES.value if _PNG.value else 0, progress=True)
+                             keep_images=_QUERIES.value if _PNG.value else 0, progress=True,
+                             layer=_LAYER.value)
     logging.info("%s features of %d images of %s: %s", query["layer"], len(query["labels"]),
                  split, query["features"].shape)
     extra = {}
     if _PNG.value:
       train_split = _TRAIN_SPLIT.value or data.train_split
       train = features.extract(restored, train_split, data_dir=_DATA_DIR.value,
-                               progress=True)
+                               progress=True, layer=_LAYER.value)
       idx, dist = features.neighbour_grid(
           restored, query, train, train_split, neighbours=_NEIGHBOURS.value,
           queries=_QUERIES.value, path=_PNG.value, data_dir=_DATA_DIR.value)
