@@ -311,7 +311,7 @@ def write_workdir(workdir: str, cfg: ml_collections.ConfigDict, params: dict, so
   revision = train._code_revision()  # pylint: disable=protected-access
   with workdir_lib.lock(workdir):
     manager = ocp.CheckpointManager(   # one step, no metrics: checkpoint.py's policies idle
-        checkpoint.checkpoint_dir(workdir), item_names=("state", "meta"),
+        workdir_lib.checkpoint_dir(workdir), item_names=("state", "meta"),
         options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False))
     checkpoint.save(manager, 0, {"step": np.zeros((), np.int32), "params": params},
                     {"imported_from": kind, "file": os.path.abspath(source)})

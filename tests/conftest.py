@@ -14,6 +14,14 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
 
 
+# torchvision (the oracle of the pretrained-weight tests; it loads triton) crashes when imported after TensorFlow
+# (the oracle of others) in one process; imported first, both work.
+try:
+  import torch  # noqa: E402,F401  pylint: disable=unused-import
+  import torchvision  # noqa: E402,F401  pylint: disable=unused-import
+except ImportError:
+  pass
+
 import pytest  # noqa: E402  (after the environment above)
 
 

@@ -169,6 +169,7 @@ def test_sweep_trains_reports_skips_and_resumes(shapes_dir, tmp_path):
   short = sweep.run_config(base, runs[-1])
   short.num_train_steps = 2
   train.train_and_evaluate(short, interrupted)
+  os.remove(os.path.join(interrupted, "run.json"))   # a stand-in: the stopped run had 4 steps
   assert sweep.read_result(interrupted) is None
 
   results = sweep.run_sweep(base, runs, root)
