@@ -45,6 +45,7 @@ class Split:
     self.info = records.read_info(self.root)
     self.spec = spec
     self.name, self.start, self.stop = records.resolve_split(self.info, spec)
+    records.check_split(self.root, self.info, self.name)   # damaged shards: one line, now
     self.encoding = self.info["encoding"]
     self.image_size = int(self.info["image_size"])
     self._records = None
