@@ -41,6 +41,7 @@ from PIL import Image, ImageFile
 
 from alexnet_jax import (augment, checkpoint, evaluation, loader, models, records,
                          sharding)
+from alexnet_jax import data as data_lib
 from alexnet_jax import workdir as workdir_lib
 
 MAX_PIXELS = 100_000_000   # 100 megapixels, e.g. 10000x10000; larger images are refused
@@ -76,6 +77,7 @@ class Restored:
     if data_dir:
       data_cfg.data_dir = data_dir
     check_data_classes(self, data_cfg)
+    data_lib.log_resize(data_cfg, loader.open_split(data_cfg, data_cfg.train_split).image_size)
     return data_cfg
 
 
@@ -431,6 +433,14 @@ def check_data_classes(restored: Restored, data_cfg) -> None:
   raise ValueError(f"{loader.describe(data_cfg)} has {len(names)} classes but checkpoint "
                    f"{restored.step} of {restored.workdir} was trained on "
                    f"{len(restored.class_names)}: {detail}")
+
+
+def report_file(restored: Restored, split: str, ten_crop: bool,
+                data_dir: str | None = None) -> str:
+  """Where `write_report` puts the report of `evaluate(restored, split, ...)`."""
+  data = restored.cfg.data
+  source = data.tfds_name if data.name == "tfds" else (data_dir or data.data_dir)
+  return workdir_lib.report_path(restored.workdir, source, split, restored.step, ten_crop)
 
 
 def write_report(report: dict, ten_crop: bool) -> str:
