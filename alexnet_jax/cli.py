@@ -61,13 +61,14 @@ def _config_arg(argv: list[str]) -> str | None:
   """The --config file named in `argv`, else the flag's default; None without the flag."""
   if CONFIG_FLAG not in flags.FLAGS:
     return None
-  for i, arg in enumerate(argv[1:], 1):
-    if arg.startswith(f"--{CONFIG_FLAG}="):
-      return arg.split("=", 1)[1]
-    if arg == f"--{CONFIG_FLAG}" and i + 1 < len(argv):
-      return argv[i + 1]
   default = flags.FLAGS[CONFIG_FLAG].default
-  return default if isinstance(default, str) else None
+  given = default if isinstance(default, str) else None
+  for i, arg in enumerate(argv[1:], 1):   # the last one wins, as in absl
+    if arg.startswith(f"--{CONFIG_FLAG}="):
+      given = arg.split("=", 1)[1]
+    elif arg == f"--{CONFIG_FLAG}" and i + 1 < len(argv):
+      given = argv[i + 1]
+  return given
 
 
 def _load_config_file(argv: list[str]) -> Any:
