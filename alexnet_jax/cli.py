@@ -110,11 +110,12 @@ def _check_override_types(argv: list[str], defaults: Any) -> None:
   (`--config.mesh_shape=abc` parses as ('abc',))."""
   if defaults is None or CONFIG_FLAG not in flags.FLAGS:
     return
-  cfg = flags.FLAGS[CONFIG_FLAG].value
-  for arg in argv[1:]:
+  cfg, seen = flags.FLAGS[CONFIG_FLAG].value, set()
+  for arg in reversed(argv[1:]):   # the last override of a field is the one to name
     name = arg.split("=", 1)[0]
-    if not name.startswith(f"--{CONFIG_FLAG}."):
+    if not name.startswith(f"--{CONFIG_FLAG}.") or name in seen:
       continue
+    seen.add(name)
     keys = name[len(CONFIG_FLAG) + 3:].split(".")
     default, value = defaults, cfg
     for key in keys:
