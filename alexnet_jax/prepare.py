@@ -432,10 +432,13 @@ def _locked(out: str):
 
 
 def _check_out(source: str, out: str) -> None:
-  """ValueError for an `out` that is the folder source or inside it (its shards would be
-  read as a split on the next run); OSError when `out` cannot be written."""
+  """ValueError for a folder source that does not exist, or an `out` that is that folder
+  or inside it (its shards would be read as a split on the next run); OSError when `out`
+  cannot be written."""
   if not source.startswith(TFDS_PREFIX):
     src, dst = os.path.realpath(os.path.expanduser(source)), os.path.realpath(out)
+    if not os.path.isdir(src):   # before `out` is made
+      raise ValueError(f"source {source!r} is not a folder (nor tfds:<name>)")
     if dst == src or dst.startswith(src + os.sep):
       raise ValueError(f"--out {out} is inside the source {source}: every folder there is "
                        "read as a split; write the prepared dataset outside it")
