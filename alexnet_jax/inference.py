@@ -12,10 +12,9 @@ device the centre crop, or the ten crops of §4.1 (corners and centre, each also
 whose softmax outputs are averaged (augment.eval_images).
 
 Images from files: anything PIL reads, made 8-bit RGB as `launch.prepare` makes it
-(records.to_rgb: 16-bit images scaled, not clipped). An image
-with more than `MAX_PIXELS` pixels is refused. A JPEG whose shorter side is over twice the
-square is decoded at a reduced scale (DCT scaling), so that an 8000x8000 photo needs no
-gigabytes.
+(records.to_rgb: 16-bit images scaled, not clipped). An image with more than `MAX_PIXELS`
+pixels is refused. A JPEG whose shorter side is over twice the square is decoded at a
+reduced scale (DCT scaling), so that an 8000x8000 photo needs no gigabytes.
 """
 from __future__ import annotations
 
