@@ -18,6 +18,8 @@ import importlib.util
 import logging as py_logging
 import os
 import sys
+import threading
+import time
 import traceback
 from typing import Any, Callable, NoReturn
 
@@ -141,7 +143,21 @@ def run(main: Callable[[list[str]], None], on_interrupt: str = "") -> None:
   except KeyboardInterrupt:
     sys.stderr.write(f"error: interrupted (Ctrl-C){'; ' + on_interrupt if on_interrupt else ''}"
                      "\n")
+    _let_writers_finish()
     sys.exit(130)
+
+
+def _let_writers_finish(seconds: float = 120) -> None:
+  """Waits (up to `seconds`, or until a second Ctrl-C) for the threads that are still
+  writing, such as orbax's commit of a checkpoint whose save the Ctrl-C interrupted: once
+  the interpreter shuts down they can no longer schedule work, and fail with tracebacks."""
+  deadline = time.monotonic() + seconds
+  try:
+    for thread in threading.enumerate():
+      if thread is not threading.current_thread() and not thread.daemon:
+        thread.join(max(0.0, deadline - time.monotonic()))
+  except KeyboardInterrupt:
+    pass
 
 
 def check_writable(path: str, flag: str) -> None:
