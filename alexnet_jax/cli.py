@@ -172,7 +172,7 @@ def check_writable(path: str, flag: str) -> None:
     probe.write_bytes(b"")
     probe.unlink()
   except OSError as e:
-    raise OSError(f"{flag} {path}: cannot be written: {e.strerror or e}") from None
+    raise OSError(f"{flag} {path}: cannot be written: {e.strerror or e}") from e
 
 
 def fail(error: BaseException) -> NoReturn:

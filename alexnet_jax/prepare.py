@@ -310,7 +310,9 @@ def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: 
         counts[label] += 1
     writer.close()
   except RuntimeError as e:   # array_record's C++ status: a full disk, a folder not writable
-    raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from None
+    with contextlib.suppress(OSError):
+      os.remove(tmp)   # gives a full disk its space back
+    raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from e
   _write_json(_sidecar(out, name), {"key": shard.key, "options": options,
                                     "class_counts": counts, "records": sum(counts),
                                     "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp),
@@ -447,7 +449,7 @@ def _check_out(source: str, out: str) -> None:
     with tempfile.TemporaryFile(dir=out):
       pass
   except OSError as e:
-    raise OSError(f"--out {out} cannot be written: {e.strerror or e}") from None
+    raise OSError(f"--out {out} cannot be written: {e.strerror or e}") from e
 
 
 def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",

@@ -126,7 +126,7 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
   except OSError as e:
-    raise OSError(f"cannot write the generated dataset {root}: {e.strerror or e}") from None
+    raise OSError(f"cannot write the generated dataset {root}: {e.strerror or e}") from e
   try:
     try:
       images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
@@ -135,7 +135,7 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
       prepare.prepare(images, tmp, size=size, workers=0, progress=False)
     except OSError as e:   # a full disk, mid-way
       raise OSError(f"cannot write the generated dataset {root} (in {tmp}): "
-                    f"{e.strerror or e}") from None
+                    f"{e.strerror or e}") from e
     shutil.rmtree(images)
     if os.path.exists(root):           # an incomplete leftover from a crashed run
       shutil.rmtree(root)
