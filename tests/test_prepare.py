@@ -219,6 +219,10 @@ def _lab(rgb):
   return ImageCms.applyTransform(Image.new("RGB", (16, 16), rgb), to_lab)
 
 
+def _palette(rgb):
+  return Image.new("RGB", (16, 16), rgb).convert("P", palette=Image.ADAPTIVE)
+
+
 RAMP = np.repeat(np.arange(256).reshape(16, 16, 1), 3, axis=2)   # what every ramp becomes
 COLOUR = (200, 30, 60)
 # Every mode that PIL opens from a file (Pillow 13): (name, file, image, expected RGB, atol).
@@ -233,9 +237,8 @@ MODES = [
     ("1 png", "png", lambda: Image.new("1", (16, 16), 1), np.full((16, 16, 3), 255), 0),
     ("L png", "png", lambda: Image.fromarray(_ramp(dtype=np.uint8)), RAMP, 0),
     ("LA png", "png", lambda: Image.new("LA", (16, 16), (90, 10)), np.full((16, 16, 3), 90), 0),
-    ("P png", "png", lambda: Image.new("RGB", (16, 16), COLOUR).convert("P", palette=Image.ADAPTIVE), COLOUR, 0),
-    ("PA tiff", "tif", lambda: Image.new("RGB", (16, 16), COLOUR).convert("P", palette=Image.ADAPTIVE).convert("PA"),
-     COLOUR, 0),
+    ("P png", "png", lambda: _palette(COLOUR), COLOUR, 0),
+    ("PA tiff", "tif", lambda: _palette(COLOUR).convert("PA"), COLOUR, 0),
     ("RGBA png", "png", lambda: Image.new("RGBA", (16, 16), (*COLOUR, 7)), COLOUR, 0),
     ("CMYK tiff", "tif", lambda: Image.new("RGB", (16, 16), COLOUR).convert("CMYK"), COLOUR, 0),
     ("YCbCr tiff", "tif", lambda: Image.new("RGB", (16, 16), COLOUR).convert("YCbCr"), COLOUR,
