@@ -27,6 +27,7 @@ import collections
 import json
 import math
 import os
+import signal
 from typing import Any, Callable, Iterator
 
 import grain
@@ -156,8 +157,15 @@ def _with_workers(ds: grain.IterDataset, workers: int) -> grain.IterDataset:
   if workers > 0:
     if not flags.FLAGS.is_parsed():   # grain's workers read its absl flags (library use)
       flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(num_workers=workers))
+    ds = ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(num_workers=workers),
+                        worker_init_fn=_ignore_sigint)
   return ds
+
+
+def _ignore_sigint(worker_index: int, worker_count: int) -> None:
+  """In each worker process: Ctrl-C is for the main process, which stops the workers."""
+  del worker_index, worker_count
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def train_batches(data_cfg, batch_size: int, *, seed: int, process_index: int = 0,
