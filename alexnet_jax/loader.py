@@ -18,6 +18,11 @@ tfds dataset stored as ArrayRecord (`TfdsSplit`, through tfds's data source, whi
 with PIL or OpenCV, not TensorFlow). Both give random access, so everything above applies
 to both; slices ('train[:90%]') are resolved the same way (records.resolve_split).
 
+A prepared split checks its shards against dataset.json when it is opened
+(records.check_split: missing or truncated shards, counts that disagree), so a damaged
+dataset is a one-line error before anything compiles. Worker processes ignore SIGINT: on
+Ctrl-C the main process stops them.
+
 Batches are dicts of numpy arrays: 'image' uint8 [B, R, R, 3], 'label' int32 [B], and for
 evaluation 'mask' float32 [B]. Nothing here imports TensorFlow.
 """
