@@ -77,8 +77,10 @@ def _load_config_file(argv: list[str]) -> Any:
   """The --config file's `get_config()` before absl parses it, so that a file that does not
   load is a ValueError naming it (and the line), not a traceback or a 'bad override'."""
   arg = _config_arg(argv)
-  if not arg:
-    return None
+  if not arg:   # the flag's default file, loaded when the flag was defined
+    default = flags.FLAGS[CONFIG_FLAG].default if CONFIG_FLAG in flags.FLAGS else None
+    return default.copy_and_resolve_references() if hasattr(
+        default, "copy_and_resolve_references") else None
   path, _, params = arg.partition(":")
   where = f"--{CONFIG_FLAG}={arg}"
   if not os.path.isfile(path):
