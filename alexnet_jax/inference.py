@@ -18,6 +18,7 @@ reduced scale (DCT scaling), so that an 8000x8000 photo needs no gigabytes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -148,6 +149,21 @@ def _saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, 
   return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree["params"], sep="/").items()}
 
 
+@contextlib.contextmanager
+def _readable(manager: ocp.CheckpointManager, step: int, steps: Sequence[int]):
+  """Reading a checkpoint whose files are damaged or missing (orbax and tensorstore raise
+  many types, with pages of detail) is a ValueError of one line naming it."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    detail = " ".join(str(e).split())
+    detail = detail[:200] + " ..." if len(detail) > 200 else detail
+    others = ", ".join(str(s) for s in steps if s != step) or "none"
+    raise ValueError(f"checkpoint {step} in {manager.directory} cannot be read: it is "
+                     f"damaged or incomplete ({type(e).__name__}: {detail}); other steps: "
+                     f"{others} (--step)") from e
+
+
 def check_param_shapes(saved: dict[str, tuple], expected: dict[str, tuple], what: str) -> None:
   """ValueError naming the layers where a checkpoint and a config's model differ."""
   problems = []
@@ -212,12 +228,17 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   param_shardings = sharding.param_shardings(mesh, shapes)
   abstract = checkpoint.abstract(shapes, param_shardings)
   expected = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(abstract, sep="/").items()}
-  check_param_shapes(_saved_param_shapes(manager, step), expected,
-                     f"checkpoint {step} in {manager.directory}")
   target = {"params": abstract}
-  out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)))
+  try:
+    with _readable(manager, step, steps):
+      saved = _saved_param_shapes(manager, step)
+    check_param_shapes(saved, expected, f"checkpoint {step} in {manager.directory}")
+    with _readable(manager, step, steps):
+      out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True)))
+  finally:
+    manager.close()   # its threads done before the process ends, whatever happened
   names = list(info.get("class_names") or [])
   if len(names) != cfg.model.num_classes:
     logging.warning("run.json has %d class names for %d classes: using class numbers",

@@ -454,6 +454,20 @@ def test_evaluate_on_a_read_only_workdir_stops_before_evaluating(trained, read_o
   assert "evaluating checkpoint" not in proc.stderr
 
 
+def test_a_damaged_checkpoint_is_one_line_naming_it_in_evaluate(trained, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained, workdir)
+  os.remove(workdir / "checkpoints" / "2" / "state" / "manifest.ocdbt")
+  proc = launch("launch.evaluate", f"--workdir={workdir}")
+  assert proc.returncode == 1
+  # (tensorstore may print tracebacks of its reads into orbax's closed event loops around
+  # it as the process ends: noise that this project cannot silence.)
+  error = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+  assert error and error[0].startswith(f"error: checkpoint 2 in {workdir}/checkpoints cannot "
+                                       "be read: it is damaged or incomplete ("), proc.stderr
+  assert error[0].endswith("other steps: none (--step)"), error
+
+
 @pytest.mark.parametrize("size", [0, -3])
 def test_evaluate_refuses_a_batch_size_below_one(trained, size):
   proc = launch("launch.evaluate", f"--workdir={trained}", f"--batch_size={size}")
