@@ -454,6 +454,15 @@ def test_evaluate_on_a_read_only_workdir_stops_before_evaluating(trained, read_o
   assert "evaluating checkpoint" not in proc.stderr
 
 
+def test_evaluate_prints_its_numbers_before_a_report_write_that_fails(trained):
+  proc = launch("launch.evaluate", f"--workdir={trained}",
+                wrap=lambda cmd: helpers.file_size_limit(300, cmd))   # the report: ~1 KB
+  assert_one_line_error(proc, f"could not write the report {trained}/eval_shapes_test_2.json: "
+                              "File too large")
+  assert "single-crop: top-1 error" in proc.stdout
+  assert not os.path.exists(os.path.join(trained, "eval_shapes_test_2.json"))
+
+
 def test_a_damaged_checkpoint_is_one_line_naming_it_in_evaluate(trained, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(trained, workdir)
