@@ -418,10 +418,12 @@ def test_ctrl_c_stops_training_with_one_line_and_the_rerun_resumes(shapes_dir, t
     _wait_for(lambda: ckpts.exists() and any(p.isdigit() for p in os.listdir(ckpts)), proc,
               "a checkpoint", seconds=240)
     os.killpg(proc.pid, signal.SIGINT)
+    start = time.time()
     _, stderr = proc.communicate(timeout=60)
   finally:
     if proc.poll() is None:
       os.killpg(proc.pid, signal.SIGKILL)
+  assert time.time() - start < 15
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   # (Last but for grain's resource_tracker warning about shared memory at exit, which any
