@@ -1,8 +1,12 @@
 """What every launcher shares: one-line errors, and quiet logs by default.
 
 * `run(main)` is `absl.app.run` with a flag parser that turns a bad flag or a bad config
-  override (`--config.modle.lrn=False`, with ml_collections' "did you mean") into one line
-  on stderr and exit status 2, instead of a traceback.
+  override (`--config.modle.lrn=False`, with ml_collections' "did you mean";
+  `--config.mesh_shape=abc`) into one line on stderr and exit status 2, instead of a
+  traceback. A config file that does not load (missing, a syntax error, a `get_config` that
+  raises) is named as such, with its line. Ctrl-C (SIGINT) is one line too, exit status 130.
+* `check_writable(path, flag)` makes the folder of an output and checks that a file can be
+  written there, before the work that produces it.
 * `fail(error)` exits with `error: <message>` on one line; the traceback goes to the log
   only when the absl verbosity asks for it (`--v=1`).
 * `quiet_library_logs()` hides the INFO lines of the libraries in `NOISY` (orbax logs about
@@ -10,13 +14,21 @@
 """
 from __future__ import annotations
 
+import importlib.util
 import logging as py_logging
+import os
 import sys
-from typing import Callable, NoReturn
+import threading
+import time
+import traceback
+from typing import Any, Callable, NoReturn
 
 from absl import app, flags, logging
+from etils import epath
 
-NOISY = ("/orbax/", "/etils/", "/jax/_src/", "/tensorflow_datasets/")
+NOISY = ("/orbax/", "/etils/", "/jax/_src/", "/tensorflow_datasets/", "/gcsfs/", "/fsspec/")
+CONFIG_FLAG = "config"
+FIXED_LENGTH = {"mesh_shape": 2}   # tuple fields whose length is part of their meaning
 
 
 def _one_line(error: BaseException) -> str:
@@ -26,7 +38,14 @@ def _one_line(error: BaseException) -> str:
 
 def parse_flags(argv: list[str]) -> list[str]:
   try:
-    return flags.FLAGS(argv)
+    defaults = _load_config_file(argv)
+  except ValueError as e:
+    sys.stderr.write(f"error: {_one_line(e)}\n")
+    sys.exit(2)
+  try:
+    rest = flags.FLAGS(argv)
+    _check_override_types(argv, defaults)
+    return rest
   except flags.Error as e:
     sys.stderr.write(f"error: {_one_line(e)} (--help lists the flags)\n")
   except (KeyError, AttributeError, ValueError, TypeError) as e:   # a config override
@@ -40,8 +59,122 @@ def parse_flags(argv: list[str]) -> list[str]:
   sys.exit(2)
 
 
-def run(main: Callable[[list[str]], None]) -> None:
-  app.run(main, flags_parser=parse_flags)
+def _config_arg(argv: list[str]) -> str | None:
+  """The --config file named in `argv`, else the flag's default; None without the flag."""
+  if CONFIG_FLAG not in flags.FLAGS:
+    return None
+  default = flags.FLAGS[CONFIG_FLAG].default
+  given = default if isinstance(default, str) else None
+  for i, arg in enumerate(argv[1:], 1):   # the last one wins, as in absl
+    if arg.startswith(f"--{CONFIG_FLAG}="):
+      given = arg.split("=", 1)[1]
+    elif arg == f"--{CONFIG_FLAG}" and i + 1 < len(argv):
+      given = argv[i + 1]
+  return given
+
+
+def _load_config_file(argv: list[str]) -> Any:
+  """The --config file's `get_config()` before absl parses it, so that a file that does not
+  load is a ValueError naming it (and the line), not a traceback or a 'bad override'."""
+  arg = _config_arg(argv)
+  if not arg:   # the flag's default file, loaded when the flag was defined
+    default = flags.FLAGS[CONFIG_FLAG].default if CONFIG_FLAG in flags.FLAGS else None
+    return default.copy_and_resolve_references() if hasattr(
+        default, "copy_and_resolve_references") else None
+  path, _, params = arg.partition(":")
+  where = f"--{CONFIG_FLAG}={arg}"
+  if not os.path.isfile(path):
+    raise ValueError(f"{where}: no such file")
+  spec = importlib.util.spec_from_file_location("_config_file", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except SyntaxError as e:
+    raise ValueError(f"{where}: syntax error at {e.filename}:{e.lineno}: {e.msg}") from None
+  except Exception as e:  # pylint: disable=broad-except  # whatever the file's code raises
+    raise ValueError(f"{where}: loading it raised {_described(e, path)}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise ValueError(f"{where}: the file has no get_config()")
+  try:
+    return module.get_config(*([params] if params else []))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"{where}: get_config() raised {_described(e, path)}") from None
+
+
+def _described(error: BaseException, path: str) -> str:
+  """'ValueError at experiments/x.py:12: message' (the deepest line of `path`)."""
+  lines = [f for f in traceback.extract_tb(error.__traceback__)
+           if os.path.abspath(f.filename) == os.path.abspath(path)]
+  at = f" at {path}:{lines[-1].lineno}" if lines else ""
+  return f"{type(error).__name__}{at}: {_one_line(error)}"
+
+
+def _check_override_types(argv: list[str], defaults: Any) -> None:
+  """ValueError for an override that turned a tuple of integers into something else
+  (`--config.mesh_shape=abc` parses as ('abc',))."""
+  if defaults is None or CONFIG_FLAG not in flags.FLAGS:
+    return
+  cfg, seen = flags.FLAGS[CONFIG_FLAG].value, set()
+  for arg in reversed(argv[1:]):   # the last override of a field is the one to name
+    name = arg.split("=", 1)[0]
+    if not name.startswith(f"--{CONFIG_FLAG}.") or name in seen:
+      continue
+    seen.add(name)
+    keys = name[len(CONFIG_FLAG) + 3:].split(".")
+    default, value = defaults, cfg
+    for key in keys:
+      default, value = default[key], value[key]
+    if not (isinstance(default, tuple) and default and _ints(default)):
+      continue
+    length = FIXED_LENGTH.get(keys[-1])
+    if not (isinstance(value, tuple) and _ints(value)) or (length and len(value) != length):
+      kind = f"{length} integers" if length else "integers"
+      raise ValueError(f"{arg}: {'.'.join(keys)} must be a tuple of {kind}, like "
+                       f"{name}=({','.join(map(str, default))}); got {value!r}")
+
+
+def _ints(values: tuple) -> bool:
+  return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+
+
+def run(main: Callable[[list[str]], None], on_interrupt: str = "") -> None:
+  """`app.run(main)`; Ctrl-C ends it with one line (`on_interrupt` adds to it, e.g. how to
+  resume) and exit status 130."""
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except KeyboardInterrupt:
+    sys.stderr.write(f"error: interrupted (Ctrl-C){'; ' + on_interrupt if on_interrupt else ''}"
+                     "\n")
+    _let_writers_finish()
+    sys.exit(130)
+
+
+def _let_writers_finish(seconds: float = 120) -> None:
+  """Waits (up to `seconds`, or until a second Ctrl-C) for the threads that are still
+  writing, such as orbax's commit of a checkpoint whose save the Ctrl-C interrupted: once
+  the interpreter shuts down they can no longer schedule work, and fail with tracebacks."""
+  deadline = time.monotonic() + seconds
+  try:
+    for thread in threading.enumerate():
+      if thread is not threading.current_thread() and not thread.daemon:
+        thread.join(max(0.0, deadline - time.monotonic()))
+  except KeyboardInterrupt:
+    pass
+
+
+def check_writable(path: str, flag: str) -> None:
+  """Makes the folder of `path` and checks that a file can be written there (and that `path`
+  is not a folder): OSError (one line, naming `flag`) before any work is done for it."""
+  target = epath.Path(path)
+  probe = target.parent / f".{target.name}.write-test-{os.getpid()}"
+  try:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.is_dir():
+      raise IsADirectoryError(21, "it is a folder")
+    probe.write_bytes(b"")
+    probe.unlink()
+  except OSError as e:
+    raise OSError(f"{flag} {path}: cannot be written: {e.strerror or e}") from e
 
 
 def fail(error: BaseException) -> NoReturn:

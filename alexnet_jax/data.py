@@ -70,11 +70,22 @@ def check_classes(data_cfg, num_classes: int) -> list[str]:
     raise ValueError(f"{where} has {len(names)} classes ({_listed(names)}) but "
                      f"model.num_classes is {num_classes}; set "
                      f"--config.model.num_classes={len(names)}")
+  log_resize(data_cfg, train.image_size)
   skipped = sum(len(v) for v in info.get("skipped", {}).values())
   if skipped:
     logging.warning("%d undecodable files were skipped when %s was prepared (listed in %s)",
                     skipped, data_cfg.data_dir, os.path.join(data_cfg.data_dir, "skipped.txt"))
   return names
+
+
+def log_resize(data_cfg, stored: int) -> None:
+  """A log line when the stored squares are not the size the crops are taken from, so that
+  every batch is resized on the device (augment.square), which costs time at every step."""
+  target = max(int(data_cfg.resize_size), int(data_cfg.image_size))
+  if stored != target:
+    logging.info("%s holds %dx%d squares: every batch is resized to %dx%d on the device "
+                 "(prepare it with --size=%d to skip that)", loader.describe(data_cfg), stored,
+                 stored, target, target, target)
 
 
 def num_workers(data_cfg) -> int:

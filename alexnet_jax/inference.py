@@ -11,13 +11,14 @@ Predictions see an image as training saw it: the §2 square that `launch.prepare
 device the centre crop, or the ten crops of §4.1 (corners and centre, each also flipped)
 whose softmax outputs are averaged (augment.eval_images).
 
-Images from files: anything PIL reads; grey, palette and RGBA images become RGB. An image
-with more than `MAX_PIXELS` pixels is refused. A JPEG whose shorter side is over twice the
-square is decoded at a reduced scale (DCT scaling), so that an 8000x8000 photo needs no
-gigabytes.
+Images from files: anything PIL reads, made 8-bit RGB as `launch.prepare` makes it
+(records.to_rgb: 16-bit images scaled, not clipped). An image with more than `MAX_PIXELS`
+pixels is refused. A JPEG whose shorter side is over twice the square is decoded at a
+reduced scale (DCT scaling), so that an 8000x8000 photo needs no gigabytes.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
@@ -41,6 +42,7 @@ from PIL import Image, ImageFile
 
 from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, models, records,
                          sharding)
+from alexnet_jax import data as data_lib
 from alexnet_jax import workdir as workdir_lib
 
 MAX_PIXELS = 100_000_000   # 100 megapixels, e.g. 10000x10000; larger images are refused
@@ -76,6 +78,7 @@ class Restored:
     if data_dir:
       data_cfg.data_dir = data_dir
     check_data_classes(self, data_cfg)
+    data_lib.log_resize(data_cfg, loader.open_split(data_cfg, data_cfg.train_split).image_size)
     return data_cfg
 
 
@@ -146,6 +149,21 @@ def _saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, 
   return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree["params"], sep="/").items()}
 
 
+@contextlib.contextmanager
+def _readable(manager: ocp.CheckpointManager, step: int, steps: Sequence[int]):
+  """Reading a checkpoint whose files are damaged or missing (orbax and tensorstore raise
+  many types, with pages of detail) is a ValueError of one line naming it."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    detail = " ".join(str(e).split())
+    detail = detail[:200] + " ..." if len(detail) > 200 else detail
+    others = ", ".join(str(s) for s in steps if s != step) or "none"
+    raise ValueError(f"checkpoint {step} in {manager.directory} cannot be read: it is "
+                     f"damaged or incomplete ({type(e).__name__}: {detail}); other steps: "
+                     f"{others} (--step)") from e
+
+
 def check_param_shapes(saved: dict[str, tuple], expected: dict[str, tuple], what: str) -> None:
   """ValueError naming the layers where a checkpoint and a config's model differ."""
   problems = []
@@ -210,12 +228,17 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   param_shardings = sharding.param_shardings(mesh, shapes)
   abstract = checkpoint.abstract(shapes, param_shardings)
   expected = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(abstract, sep="/").items()}
-  check_param_shapes(_saved_param_shapes(manager, step), expected,
-                     f"checkpoint {step} in {manager.directory}")
   target = {"params": abstract}
-  out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)))
+  try:
+    with _readable(manager, step, steps):
+      saved = _saved_param_shapes(manager, step)
+    check_param_shapes(saved, expected, f"checkpoint {step} in {manager.directory}")
+    with _readable(manager, step, steps):
+      out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+          partial_restore=True)))
+  finally:
+    manager.close()   # its threads done before the process ends, whatever happened
   names = list(info.get("class_names") or [])
   if len(names) != cfg.model.num_classes:
     logging.warning("run.json has %d class names for %d classes: using class numbers",
@@ -437,6 +460,14 @@ def check_data_classes(restored: Restored, data_cfg) -> None:
   raise ValueError(f"{loader.describe(data_cfg)} has {len(names)} classes but checkpoint "
                    f"{restored.step} of {restored.workdir} was trained on "
                    f"{len(restored.class_names)}: {detail}")
+
+
+def report_file(restored: Restored, split: str, ten_crop: bool,
+                data_dir: str | None = None) -> str:
+  """Where `write_report` puts the report of `evaluate(restored, split, ...)`."""
+  data = restored.cfg.data
+  source = data.tfds_name if data.name == "tfds" else (data_dir or data.data_dir)
+  return workdir_lib.report_path(restored.workdir, source, split, restored.step, ten_crop)
 
 
 def write_report(report: dict, ten_crop: bool) -> str:

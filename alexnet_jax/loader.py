@@ -21,6 +21,11 @@ tfds dataset stored as ArrayRecord (`TfdsSplit`, through tfds's data source, whi
 with PIL or OpenCV, not TensorFlow). Both give random access, so everything above applies
 to both; slices ('train[:90%]') are resolved the same way (records.resolve_split).
 
+A prepared split checks its shards against dataset.json when it is opened
+(records.check_split: missing or truncated shards, counts that disagree), so a damaged
+dataset is a one-line error before anything compiles. Worker processes ignore SIGINT: on
+Ctrl-C the main process stops them.
+
 Batches are dicts of numpy arrays: 'image' uint8 [B, R, R, 3], 'label' int32 [B], and for
 evaluation 'mask' float32 [B]. Nothing here imports TensorFlow.
 """
@@ -29,6 +34,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import signal
 from typing import Any, Callable, Iterator
 
 import grain
@@ -47,6 +53,7 @@ class Split:
     self.info = records.read_info(self.root)
     self.spec = spec
     self.name, self.start, self.stop = records.resolve_split(self.info, spec)
+    records.check_split(self.root, self.info, self.name)   # damaged shards: one line, now
     self.encoding = self.info["encoding"]
     self.image_size = int(self.info["image_size"])
     self._records = None
@@ -157,8 +164,15 @@ def _with_workers(ds: grain.IterDataset, workers: int) -> grain.IterDataset:
   if workers > 0:
     if not flags.FLAGS.is_parsed():   # grain's workers read its absl flags (library use)
       flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(num_workers=workers))
+    ds = ds.mp_prefetch(grain.multiprocessing.MultiprocessingOptions(num_workers=workers),
+                        worker_init_fn=_ignore_sigint)
   return ds
+
+
+def _ignore_sigint(worker_index: int, worker_count: int) -> None:
+  """In each worker process: Ctrl-C is for the main process, which stops the workers."""
+  del worker_index, worker_count
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def train_batches(data_cfg, batch_size: int, *, seed: int, feed_index: int = 0,

@@ -22,8 +22,13 @@ decoded and resized in a pool of worker processes; the main process writes the r
 order, so the output is deterministic whatever the number of workers.
 
 Resumable: each shard is written as `<shard>.tmp`, its sidecar `<shard>.json` (class counts,
-skipped files, options) is written, then the shard is renamed. A rerun writes only the
-missing shards, and dataset.json last. A rerun with other options is a ValueError.
+record count, size, sha256, skipped files, options) is written, then the shard is renamed.
+A rerun writes only the missing shards, those whose size or record count is not what was
+written (truncated, damaged), and those with a file skipped because it could not be read
+(a permission since fixed); with `verify` it also checks every shard's sha256. dataset.json
+is written last. A rerun with other options is a ValueError, and so is a second prepare
+into the same `out` while one runs (a lock on `<out>/.prepare.lock`), or an `out` inside a
+folder source. Ctrl-C stops the workers at once; the rerun resumes.
 
 Writer options (`WRITER_OPTIONS`) and encodings, measured on 500 Imagenette images prepared
 at size 256, reading every record of one shard in random order with one process
@@ -43,13 +48,17 @@ calling `prepare` with workers > 1 needs the usual `if __name__ == "__main__":` 
 from __future__ import annotations
 
 import collections
+import contextlib
+import fcntl
 import hashlib
 import io
 import itertools
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import tempfile
 import time
 from typing import Callable, Iterable, Iterator
 
@@ -64,6 +73,8 @@ from alexnet_jax import records
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
 SKIPPED_FILE = "skipped.txt"
+LOCK_FILE = ".prepare.lock"
+UNREADABLE = "cannot read"   # a skip reason that a rerun retries: the file may be readable then
 IN_FLIGHT = 512   # images being decoded at once, at most: enough for 64+ workers
 
 # An input: (name for the skipped list, label, a file path or the encoded image bytes).
@@ -72,10 +83,17 @@ Item = tuple[str, int, "str | bytes"]
 
 # ---------------------------------------------------------------- one image (§2)
 
+class _Unreadable(Exception):
+  """The file could not be read at all (a permission, an I/O error): not its content."""
+
+
 def _open(source: str | bytes) -> Image.Image:
   """Decodes fully; raises on truncated files (LOAD_TRUNCATED_IMAGES stays False)."""
   ImageFile.LOAD_TRUNCATED_IMAGES = False
-  data = source if isinstance(source, bytes) else open(source, "rb").read()
+  try:
+    data = source if isinstance(source, bytes) else open(source, "rb").read()
+  except OSError as e:
+    raise _Unreadable(e.strerror or str(e)) from None
   if not data:
     raise ValueError("empty file")
   image = Image.open(io.BytesIO(data))
@@ -86,6 +104,8 @@ def _open(source: str | bytes) -> Image.Image:
 def _reason(error: Exception) -> str:
   """A short plain reason for the skipped list."""
   text = " ".join(str(error).split())
+  if isinstance(error, _Unreadable):
+    return f"{UNREADABLE}: {text}"
   if isinstance(error, Image.UnidentifiedImageError):
     return "not an image (PIL cannot identify it)"
   if "truncated" in text.lower():
@@ -216,8 +236,9 @@ def _sidecar(out: str, name: str) -> str:
   return os.path.join(out, name + ".json")
 
 
-def _is_done(out: str, name: str, shard: Shard, options: dict) -> bool:
-  """The shard and its sidecar exist and were made from the same inputs and options."""
+def _is_done(out: str, name: str, shard: Shard, options: dict, verify: bool) -> bool:
+  """The shard and its sidecar exist, were made from the same inputs and options, and the
+  shard is whole (see `_damage`); files skipped as unreadable are unreadable still."""
   if not (os.path.isfile(os.path.join(out, name)) and os.path.isfile(_sidecar(out, name))):
     return False
   side = _read_json(_sidecar(out, name))
@@ -225,24 +246,82 @@ def _is_done(out: str, name: str, shard: Shard, options: dict) -> bool:
   if side.get("key") != shard.key:
     raise ValueError(f"{out}: shard {name} was written from other inputs (the source changed "
                      "since); use a new --out or delete the old one")
+  damage = _damage(os.path.join(out, name), side, verify)
+  if damage:
+    logging.warning("prepare: %s %s; writing it again", os.path.join(out, name), damage)
+    return False
+  readable = _now_readable(shard, side["skipped"])
+  if readable:
+    logging.info("prepare: %s was skipped as unreadable and can be read now; writing %s "
+                 "again", readable, name)
+    return False
   return True
+
+
+def _damage(path: str, side: dict, verify: bool) -> str | None:
+  """What is wrong with a written shard, or None: its size, its record count (truncated or
+  not ArrayRecord), and with `verify` its sha256, against its sidecar."""
+  size = os.path.getsize(path)
+  if "bytes" in side and size != side["bytes"]:
+    return f"has {size} bytes, not the {side['bytes']} written"
+  expected = side.get("records", sum(side["class_counts"]))
+  count = records.count_records(path)
+  if count != expected:
+    return ("is not a readable ArrayRecord file" if count is None
+            else f"holds {count} records, not the {expected} written")
+  if verify and "sha256" in side and _sha256(path) != side["sha256"]:
+    return "has another sha256 than when it was written"
+  return None
+
+
+def _now_readable(shard: Shard, skipped: list) -> str | None:
+  """The first input that was skipped as unreadable but opens now (folder sources)."""
+  unreadable = {name for name, reason in skipped if reason.startswith(UNREADABLE)}
+  if not unreadable:
+    return None
+  for name, _, source in shard.items():
+    if name in unreadable and isinstance(source, str):
+      try:
+        with open(source, "rb") as f:
+          f.read(1)
+        return name
+      except OSError:
+        continue
+  return None
+
+
+def _sha256(path: str) -> str:
+  with open(path, "rb") as f:
+    return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: dict,
                  num_classes: int) -> None:
   """Writes `<name>.tmp`, then the sidecar, then renames the shard into place."""
   counts, skipped = [0] * num_classes, []
-  writer = ArrayRecordWriter(os.path.join(out, name + ".tmp"), WRITER_OPTIONS)
-  for item_name, label, payload, reason in results:
-    if payload is None:
-      skipped.append([item_name, reason])
-    else:
-      writer.write(records.encode(label, payload))
-      counts[label] += 1
-  writer.close()
+  tmp = os.path.join(out, name + ".tmp")
+  writer = ArrayRecordWriter(tmp, WRITER_OPTIONS)
+  try:
+    for item_name, label, payload, reason in results:
+      if payload is None:
+        skipped.append([item_name, reason])
+      else:
+        writer.write(records.encode(label, payload))
+        counts[label] += 1
+    writer.close()
+  except RuntimeError as e:   # array_record's C++ status: a full disk, a folder not writable
+    with contextlib.suppress(OSError):
+      os.remove(tmp)   # gives a full disk its space back
+    raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from e
   _write_json(_sidecar(out, name), {"key": shard.key, "options": options,
-                                    "class_counts": counts, "skipped": skipped})
-  os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
+                                    "class_counts": counts, "records": sum(counts),
+                                    "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp),
+                                    "skipped": skipped})
+  os.replace(tmp, os.path.join(out, name))
+
+
+def _first_line(error: Exception) -> str:
+  return (str(error).strip().splitlines() or [""])[0]
 
 
 def _results(pool, items: Iterable[Item], options: dict) -> Iterator:
@@ -266,10 +345,10 @@ def _bounded_map(pool, args: Iterable[tuple], window: int) -> Iterator:
 
 
 def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
-                 num_classes: int, progress: bool = True) -> dict:
-  """Writes the missing shards of one split; returns its dataset.json entry."""
+                 num_classes: int, progress: bool = True, verify: bool = False) -> dict:
+  """Writes the missing (or damaged) shards of one split; returns its dataset.json entry."""
   names = [records.shard_name(split, s.index, len(shards)) for s in shards]
-  todo = [(n, s) for n, s in zip(names, shards) if not _is_done(out, n, s, options)]
+  todo = [(n, s) for n, s in zip(names, shards) if not _is_done(out, n, s, options, verify)]
   start, total = time.perf_counter(), sum(s.count for _, s in todo)
   results = _results(pool, (it for _, s in todo for it in s.items()), options)
   with tqdm(total=total, desc=split, unit="img", file=sys.stderr,
@@ -285,8 +364,11 @@ def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
   logging.info("prepare: %s: %d examples, %d skipped, %d shards (%s)", split, sum(counts),
                len(skipped), len(names),
                f"{len(todo)} written, {rate:.0f} images/s" if todo else "all there already")
+  shard_info = [{"file": n, "records": s.get("records", sum(s["class_counts"])),
+                 **{k: s[k] for k in ("bytes", "sha256") if k in s}}
+                for n, s in zip(names, sides)]
   return {"num_examples": sum(counts), "files": names, "class_counts": counts,
-          "skipped": skipped}
+          "shards": shard_info, "skipped": skipped}
 
 
 def _counted(results: Iterable, bar: tqdm) -> Iterator:
@@ -330,23 +412,69 @@ def _validate(encoding: str, size: int, jpeg_quality: int, per_shard: int) -> No
 
 
 def _pool(workers: int):
-  """Worker processes started by 'spawn': safe even when tfds has loaded TensorFlow."""
-  return None if workers <= 1 else multiprocessing.get_context("spawn").Pool(workers)
+  """Worker processes started by 'spawn': safe even when tfds has loaded TensorFlow. They
+  ignore SIGINT: Ctrl-C reaches the main process alone, which then terminates them."""
+  if workers <= 1:
+    return None
+  return multiprocessing.get_context("spawn").Pool(workers, initializer=signal.signal,
+                                                   initargs=(signal.SIGINT, signal.SIG_IGN))
+
+
+@contextlib.contextmanager
+def _locked(out: str):
+  """Holds an exclusive lock on `<out>/.prepare.lock` (released by the kernel when the
+  process ends, however it ends); ValueError when another prepare holds it."""
+  with open(os.path.join(out, LOCK_FILE), "a") as f:
+    try:
+      fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+      raise ValueError(f"{out} is being written by another launch.prepare right now; wait "
+                       "for it to finish, or use another --out") from None
+    yield
+
+
+def _check_out(source: str, out: str) -> None:
+  """ValueError for a folder source that does not exist, or an `out` that is that folder
+  or inside it (its shards would be read as a split on the next run); OSError when `out`
+  cannot be written."""
+  if not source.startswith(TFDS_PREFIX):
+    src, dst = os.path.realpath(os.path.expanduser(source)), os.path.realpath(out)
+    if not os.path.isdir(src):   # before `out` is made
+      raise ValueError(f"source {source!r} is not a folder (nor tfds:<name>)")
+    if dst == src or dst.startswith(src + os.sep):
+      raise ValueError(f"--out {out} is inside the source {source}: every folder there is "
+                       "read as a split; write the prepared dataset outside it")
+  try:
+    os.makedirs(out, exist_ok=True)
+    with tempfile.TemporaryFile(dir=out):
+      pass
+  except OSError as e:
+    raise OSError(f"--out {out} cannot be written: {e.strerror or e}") from e
 
 
 def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",
             jpeg_quality: int = 95, splits: list[str] | None = None,
             tfds_data_dir: str | None = None, workers: int | None = None,
-            examples_per_shard: int = 1024, progress: bool = True) -> dict:
+            examples_per_shard: int = 1024, progress: bool = True,
+            verify: bool = False) -> dict:
   """Writes `source` to `out` as `records` shards of size x size squares (§2); returns the info.
 
-  `progress`: a progress bar per split on stderr.
+  `progress`: a progress bar per split on stderr. `verify`: also compare every written
+  shard's sha256 with its sidecar's (reads them all); damaged shards are written again.
 
   Resumes a partial `out`; on a complete one with the same options it writes nothing.
   ValueError (one line) for a missing source, a bad option, or an `out` made otherwise.
   """
   _validate(encoding, size, jpeg_quality, examples_per_shard)
   out = os.path.expanduser(out)
+  _check_out(source, out)
+  with _locked(out):
+    return _prepare(source, out, size, encoding, jpeg_quality, splits, tfds_data_dir, workers,
+                    examples_per_shard, progress, verify)
+
+
+def _prepare(source, out, size, encoding, jpeg_quality, splits, tfds_data_dir, workers,
+             examples_per_shard, progress, verify) -> dict:
   options = {"source": _source_string(source), "image_size": size, "encoding": encoding,
              "jpeg_quality": jpeg_quality if encoding == "jpeg" else None,
              "examples_per_shard": examples_per_shard}
@@ -363,14 +491,18 @@ def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",
     if splits:
       raise ValueError("--splits is for tfds sources; a folder source writes all its splits")
     classes, plans = folder_source(os.path.expanduser(source), examples_per_shard)
-  os.makedirs(out, exist_ok=True)
   pool = _pool(os.cpu_count() if workers is None else workers)
+  finished = False
   try:
-    entries = {s: _write_split(out, s, shards, pool, options, len(classes), progress)
+    entries = {s: _write_split(out, s, shards, pool, options, len(classes), progress, verify)
                for s, shards in plans.items()}
+    finished = True
   finally:
-    if pool is not None:
-      pool.close()
+    if pool is not None:   # on Ctrl-C or an error, the workers' queued images are dropped
+      if finished:
+        pool.close()
+      else:
+        pool.terminate()
       pool.join()
   _remove_stale_tmp(out)
   info = _info(options, classes, entries)
@@ -385,7 +517,7 @@ def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",
 
 def _info(options: dict, classes: list[str], entries: dict) -> dict:
   """The dataset.json of `records`."""
-  splits = {s: {k: e[k] for k in ("num_examples", "files", "class_counts")}
+  splits = {s: {k: e[k] for k in ("num_examples", "files", "class_counts", "shards")}
             for s, e in entries.items()}
   return {"format_version": records.FORMAT_VERSION, "encoding": options["encoding"],
           "image_size": options["image_size"], "class_names": classes,

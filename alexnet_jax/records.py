@@ -11,17 +11,22 @@ A prepared dataset is a folder:
     <root>/<split>-00000-of-00008.array_record  shards; records in a fixed shuffled order
 
 `dataset.json` holds `format_version`, `encoding` ('raw' or 'jpeg'), `image_size` (S),
-`class_names` (label order) and, per split, `num_examples`, `files` and `class_counts`, plus
-the files skipped when preparing (`skipped`). Each record is a little-endian int32 label
+`class_names` (label order) and, per split, `num_examples`, `files`, `class_counts` and
+`shards` (each file's record count, size in bytes and sha256), plus the files skipped when
+preparing (`skipped`). `check_split` compares it with the shards before anything reads them. Each record is a little-endian int32 label
 followed by the image: S*S*3 uint8 bytes (HWC, RGB) for 'raw', a JPEG file for 'jpeg'.
 
 Split specs: 'train', or a slice of one: 'train[:90%]', 'train[90%:]', 'test[:100]'. The
 records are stored shuffled, so a slice holds every class in proportion.
 
-Only numpy, PIL and grain: nothing here imports TensorFlow.
+Images of any mode PIL opens become 8-bit RGB (`to_rgb`): 16-bit and 32-bit ones are
+scaled to 0-255, not clipped.
+
+Only numpy, PIL and array_record: nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -29,10 +34,12 @@ import re
 import struct
 
 import numpy as np
-from PIL import Image
+from array_record.python.array_record_module import ArrayRecordReader
+from PIL import Image, ImageCms
 
 FORMAT_VERSION = 1
 INFO_FILE = "dataset.json"
+REQUIRED = ("format_version", "encoding", "image_size", "class_names", "splits")
 ENCODINGS = ("raw", "jpeg")
 _LABEL = struct.Struct("<i")
 
@@ -74,12 +81,38 @@ RESIZE_CONVENTIONS = ("paper", "torchvision")
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-  """Grey, grey+alpha, palette, RGBA, CMYK ... -> RGB (alpha dropped)."""
+  """Any mode PIL opens -> 8-bit RGB: grey, palette, RGBA (alpha dropped), CMYK, YCbCr,
+  LAB (through an sRGB profile), and high bit depths scaled to 8 bits (`to_uint8`)."""
   if image.mode == "RGB":
     return image
+  if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+    return Image.fromarray(to_uint8(image), "L").convert("RGB")
+  if image.mode == "LAB":
+    return ImageCms.applyTransform(image, _lab_to_srgb())
   if image.mode == "P" and "transparency" in image.info:
     image = image.convert("RGBA")
   return image.convert("RGB")
+
+
+def to_uint8(image: Image.Image) -> np.ndarray:
+  """A one-channel image of 16 or 32 bits ('I;16*', 'I', 'F') -> uint8, scaled, not clipped:
+  0-65535 (every 'I;16' image, and 'I' ones in that range: 16-bit PNG, TIFF and PGM) by
+  255/65535; floats in 0-1 by 255; anything else from its own minimum and maximum."""
+  a = np.nan_to_num(np.asarray(image).astype(np.float64))
+  lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+  if image.mode.startswith("I;16") or (image.mode == "I" and lo >= 0 and hi <= 65535):
+    a = a * (255 / 65535)
+  elif image.mode == "F" and lo >= 0 and hi <= 1:
+    a = a * 255
+  else:
+    a = (a - lo) * (255 / (hi - lo)) if hi > lo else np.zeros_like(a)
+  return np.round(a).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=1)
+def _lab_to_srgb():
+  return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                 "LAB", "RGB")
 
 
 def encode(label: int, payload: bytes) -> bytes:
@@ -107,22 +140,107 @@ def info_path(root: str) -> str:
 
 
 def read_info(root: str) -> dict:
-  """`<root>/dataset.json`; ValueError (one line) if `root` is not a prepared dataset."""
+  """`<root>/dataset.json`; ValueError (one line, naming the file) if `root` is not a
+  complete prepared dataset."""
   if not root:
     raise ValueError("data.data_dir is not set: point it at a dataset written by "
                      "`python -m launch.prepare`")
   path = info_path(root)
   if not os.path.isfile(path):
-    hint = ("it looks like an image folder; prepare it first: python -m launch.prepare "
-            f"--source={root} --out=<new folder>" if os.path.isdir(root)
-            else "the folder does not exist")
-    raise ValueError(f"{root!r} is not a prepared dataset (no {INFO_FILE}): {hint}")
-  with open(path) as f:
-    info = json.load(f)
-  if info.get("format_version") != FORMAT_VERSION:
-    raise ValueError(f"{path}: format_version {info.get('format_version')!r}, this code reads "
+    raise ValueError(f"{root!r} is not a prepared dataset (no {INFO_FILE}): {_hint(root)}")
+  try:
+    with open(path) as f:
+      info = json.load(f)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}); prepare the dataset again") from None
+  missing = [k for k in REQUIRED if k not in info] if isinstance(info, dict) else REQUIRED
+  if missing:
+    raise ValueError(f"{path} has no {', '.join(missing)}: not a dataset.json that "
+                     "launch.prepare wrote; prepare the dataset again")
+  if info["format_version"] != FORMAT_VERSION:
+    raise ValueError(f"{path}: format_version {info['format_version']!r}, this code reads "
                      f"{FORMAT_VERSION}; prepare the dataset again")
+  for split, entry in info["splits"].items():
+    if not isinstance(entry, dict) or not {"num_examples", "files"} <= set(entry):
+      raise ValueError(f"{path}: split {split!r} has no num_examples or files; prepare the "
+                       "dataset again")
   return info
+
+
+def _hint(root: str) -> str:
+  """What to do with a folder that has no dataset.json."""
+  if not os.path.isdir(root):
+    return "the folder does not exist"
+  sidecars = sorted(f for f in os.listdir(root) if f.endswith(".array_record.json"))
+  if sidecars:   # shards written by a launch.prepare that has not finished
+    try:
+      with open(os.path.join(root, sidecars[0])) as f:
+        source = json.load(f)["options"]["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+      source = "<the source it was prepared from>"
+    return ("it is an unfinished launch.prepare output; finish it with the command that "
+            f"wrote it: python -m launch.prepare --source={source} --out={root}")
+  return ("it looks like an image folder; prepare it first: python -m launch.prepare "
+          f"--source={root} --out=<new folder>")
+
+
+_COUNTS: dict[tuple, int | None] = {}
+
+
+def count_records(path: str) -> int | None:
+  """The number of records in an ArrayRecord file; None when it is missing or damaged
+  (truncated, not an ArrayRecord file). Cached per file size and modification time."""
+  try:
+    stat = os.stat(path)
+  except OSError:
+    return None
+  key = (path, stat.st_size, stat.st_mtime_ns)
+  if key not in _COUNTS:
+    reader = ArrayRecordReader(path, "readahead_buffer_size:0")
+    count = reader.num_records() if reader.ok() else None
+    try:
+      reader.close()
+    except RuntimeError:   # a damaged file fails again on close
+      count = None
+    _COUNTS[key] = count
+  return _COUNTS[key]
+
+
+def check_split(root: str, info: dict, split: str) -> None:
+  """dataset.json's entry for `split` against the shards on disk, before anything reads
+  them: ValueError (one line) naming the file when a shard is missing, truncated or holds
+  other counts, or when the class counts do not fit the class names."""
+  path, entry = info_path(root), info["splits"][split]
+  advice = ("; rerun the launch.prepare command that wrote it (it rewrites damaged shards): "
+            f"python -m launch.prepare --source={info.get('source', '<source>')} "
+            f"--out={root} --verify")
+  counts = entry.get("class_counts")
+  if counts is not None and len(counts) != len(info["class_names"]):
+    raise ValueError(f"{path}: split {split!r} has {len(counts)} class_counts for "
+                     f"{len(info['class_names'])} class_names")
+  if counts is not None and sum(counts) != entry["num_examples"]:
+    raise ValueError(f"{path}: split {split!r} has num_examples {entry['num_examples']} but "
+                     f"its class_counts add up to {sum(counts)}{advice}")
+  shards = entry.get("shards") or [{} for _ in entry["files"]]
+  total = 0
+  for file, shard in zip(split_files(root, info, split), shards):
+    if not os.path.isfile(file):
+      raise ValueError(f"{file} is missing (listed in {path}){advice}")
+    size = os.path.getsize(file)
+    if "bytes" in shard and size != shard["bytes"]:
+      raise ValueError(f"{file} has {size} bytes, but {shard['bytes']} were written (it is "
+                       f"truncated or was changed since){advice}")
+    count = count_records(file)
+    if count is None:
+      raise ValueError(f"{file} is damaged: not a readable ArrayRecord file (truncated?)"
+                       f"{advice}")
+    if "records" in shard and count != shard["records"]:
+      raise ValueError(f"{file} holds {count} records, but {path} says {shard['records']}"
+                       f"{advice}")
+    total += count
+  if total != entry["num_examples"]:
+    raise ValueError(f"{path}: split {split!r} has num_examples {entry['num_examples']} but "
+                     f"its {len(entry['files'])} shard(s) hold {total} records{advice}")
 
 
 _SPEC = re.compile(r"^(?P<split>[\w-]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")

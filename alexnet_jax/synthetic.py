@@ -115,19 +115,27 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
 
   The JPEG folder is written and prepared in a temporary folder beside `root`, then renamed
   into place: every process of a job may call this, and a crash never leaves half of one.
+  A folder that cannot be written (read-only, full) is an OSError naming it, in one line.
   """
   from alexnet_jax import prepare, records  # pylint: disable=import-outside-toplevel
   root = os.path.abspath(os.path.expanduser(root))
   if os.path.exists(records.info_path(root)):
     return root
   parent = os.path.dirname(root)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
   try:
-    images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
-                                 size=size, seed=seed, train_per_class=train_per_class,
-                                 test_per_class=test_per_class)
-    prepare.prepare(images, tmp, size=size, workers=0, progress=False)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
+  except OSError as e:
+    raise OSError(f"cannot write the generated dataset {root}: {e.strerror or e}") from e
+  try:
+    try:
+      images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
+                                   size=size, seed=seed, train_per_class=train_per_class,
+                                   test_per_class=test_per_class)
+      prepare.prepare(images, tmp, size=size, workers=0, progress=False)
+    except OSError as e:   # a full disk, mid-way
+      raise OSError(f"cannot write the generated dataset {root} (in {tmp}): "
+                    f"{e.strerror or e}") from e
     shutil.rmtree(images)
     if os.path.exists(root):           # an incomplete leftover from a crashed run
       shutil.rmtree(root)

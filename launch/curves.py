@@ -21,13 +21,25 @@ def main(argv):
   labels = _LABELS.value or [os.path.basename(os.path.normpath(w)) for w in workdirs]
   if len(labels) != len(workdirs):
     raise SystemExit(f"error: {len(labels)} labels for {len(workdirs)} workdirs")
+  try:
+    cli.check_writable(_OUT.value, "--out")   # before reading and plotting
+  except OSError as e:
+    cli.fail(e)
   curves = {}
   for label, workdir in zip(labels, workdirs):
     records = workdir_lib.read_metrics(workdir)
     if not records:
       raise SystemExit(f"error: {workdir} has no metrics.jsonl records")
+    no_epoch = sum("epoch" not in r for r in records)
+    if no_epoch:
+      path = os.path.join(workdir, workdir_lib.METRICS)
+      raise SystemExit(f"error: {path}: {no_epoch} of {len(records)} rows have no 'epoch' "
+                       "field, which the curves are plotted against")
     curves[label] = records
-  visualize.save_training_curves(curves, _OUT.value, _TITLE.value)
+  try:
+    visualize.save_training_curves(curves, _OUT.value, _TITLE.value)
+  except OSError as e:
+    cli.fail(OSError(f"could not write {_OUT.value}: {e.strerror or e}"))
   print(_OUT.value)
 
 

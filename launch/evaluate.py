@@ -9,7 +9,7 @@ single-crop (centre) and the ten-crop numbers.
 """
 import json
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from alexnet_jax import cli, inference
 
@@ -27,16 +27,18 @@ def main(argv):
   cli.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _BATCH.value is not None and _BATCH.value < 1:
+    cli.fail(ValueError(f"--batch_size must be at least 1, got {_BATCH.value}"))
   try:
     restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
     split = _SPLIT.value or restored.cfg.data.eval_split
+    path = inference.report_file(restored, split, _TEN_CROP.value, _DATA_DIR.value)
+    cli.check_writable(path, "the report")   # before the evaluation, not after it
     report = inference.evaluate(restored, split, ten_crop=_TEN_CROP.value,
                                 data_dir=_DATA_DIR.value, log_every=_LOG_EVERY.value,
                                 progress=True)
   except (ValueError, OSError) as e:
     cli.fail(e)
-  path = inference.write_report(report, _TEN_CROP.value)
-  logging.info("wrote %s", path)
   for kind in ("single_crop", "ten_crop"):
     if kind in report:
       m = report[kind]
@@ -45,7 +47,12 @@ def main(argv):
       print(f"{kind.replace('_', '-')}: top-1 error {m['top1_error']:.4f}  {top5}"
             f"loss {m['loss']:.4f}")
   print(f"{report['examples']} examples of {split}, checkpoint {report['step']}, "
-        f"{report['images_per_second']:.1f} images/s; report: {path}")
+        f"{report['images_per_second']:.1f} images/s")
+  try:   # the numbers are printed already: a failed write loses only the file
+    inference.write_report(report, _TEN_CROP.value)
+  except OSError as e:
+    cli.fail(OSError(f"could not write the report {path}: {e.strerror or e}"))
+  print(f"report: {path}")
 
 
 if __name__ == "__main__":

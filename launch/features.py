@@ -53,6 +53,15 @@ def main(argv):
     raise app.UsageError("give --out (features) and/or --png with --neighbours (grid)")
   if bool(_PNG.value) != (_NEIGHBOURS.value > 0):
     raise app.UsageError("--png and --neighbours go together")
+  if _BATCH.value is not None and _BATCH.value < 1:
+    cli.fail(ValueError(f"--batch_size must be at least 1, got {_BATCH.value}"))
+  out = _OUT.value and (_OUT.value if _OUT.value.endswith(".npz") else _OUT.value + ".npz")
+  try:   # before any work: nothing computed is lost for want of a folder
+    for path, flag in ((out, "--out"), (_PNG.value, "--png")):
+      if path:
+        cli.check_writable(path, flag)
+  except OSError as e:
+    cli.fail(e)
   try:
     restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
     if len(argv) > 1:
@@ -78,11 +87,14 @@ def main(argv):
             f"{len(train['labels'])} images of {train_split} each")
   except (ValueError, OSError) as e:
     cli.fail(e)
-  if _OUT.value:
-    np.savez(_OUT.value, features=query["features"], labels=query["labels"],
-             layer=query["layer"], split=split, step=restored.step,
-             class_names=np.asarray(restored.class_names), **extra)
-    print(f"wrote {_OUT.value}: {query['layer']} features {query['features'].shape} of {split}, "
+  if out:
+    try:
+      np.savez(out, features=query["features"], labels=query["labels"],
+               layer=query["layer"], split=split, step=restored.step,
+               class_names=np.asarray(restored.class_names), **extra)
+    except OSError as e:
+      cli.fail(OSError(f"could not write {out}: {e.strerror or e}"))
+    print(f"wrote {out}: {query['layer']} features {query['features'].shape} of {split}, "
           f"checkpoint {restored.step}")
 
 

@@ -8,7 +8,9 @@
 
 A folder source is `<root>/<split>/<class>/<image>`. Rerunning the same command resumes an
 interrupted run, or says there is nothing to do; files that do not decode are skipped and
-listed in `<out>/skipped.txt`. Train on it with `--config.data.data_dir=<out>`.
+listed in `<out>/skipped.txt`. A rerun also rewrites shards found truncated or damaged;
+`--verify` compares every shard's sha256 as well. Ctrl-C stops it at once; rerun to resume.
+Train on it with `--config.data.data_dir=<out>`.
 """
 from absl import app, flags
 
@@ -26,6 +28,8 @@ _SPLITS = flags.DEFINE_list("splits", None, "tfds splits to write (default: all)
 _TFDS_DATA_DIR = flags.DEFINE_string("tfds_data_dir", None, "tfds data_dir of the source.")
 _WORKERS = flags.DEFINE_integer("workers", None, "Decoding processes (default: CPU count).")
 _PER_SHARD = flags.DEFINE_integer("examples_per_shard", 1024, "Examples per shard.")
+_VERIFY = flags.DEFINE_bool("verify", False, "Also check every written shard's sha256 (reads "
+                            "them all); damaged shards are written again.")
 
 SMALL = ("tfds:cifar10", "tfds:cifar100")
 
@@ -39,11 +43,11 @@ def main(argv):
     prepare.prepare(_SOURCE.value, _OUT.value, size=size, encoding=_ENCODING.value,
                     jpeg_quality=_JPEG_QUALITY.value, splits=_SPLITS.value,
                     tfds_data_dir=_TFDS_DATA_DIR.value, workers=_WORKERS.value,
-                    examples_per_shard=_PER_SHARD.value)
+                    examples_per_shard=_PER_SHARD.value, verify=_VERIFY.value)
   except (ValueError, OSError) as e:
     cli.fail(e)
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["source", "out"])
-  cli.run(main)
+  cli.run(main, on_interrupt="rerun the same command to resume")

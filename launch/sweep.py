@@ -28,16 +28,32 @@ _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only rewrite the reports
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "List the runs and exit.")
 
 
+def _numbers(name: str, values: list[str], kind: type) -> list:
+  """--seeds=0,1 -> [0, 1]; ValueError naming the flag and the value that is no number."""
+  numbers = []
+  for value in values:
+    try:
+      numbers.append(kind(value))
+    except ValueError:
+      raise ValueError(f"--{name}: {value!r} is not "
+                       f"{'an integer' if kind is int else 'a number'}") from None
+  return numbers
+
+
 def main(argv):
   cli.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  definition = sweep.load_definition(_SWEEP.value)
-  seeds = [int(s) for s in _SEEDS.value] if _SEEDS.value else None
-  thresholds = ([float(t) for t in _THRESHOLDS.value] if _THRESHOLDS.value is not None
-                else list(getattr(definition, "TRAIN_ERROR_THRESHOLDS", ())))
-  base = _CONFIG.value
   try:
+    definition = sweep.load_definition(_SWEEP.value)
+    seeds = _numbers("seeds", _SEEDS.value, int) if _SEEDS.value else None
+    thresholds = (_numbers("train_error_thresholds", _THRESHOLDS.value, float)
+                  if _THRESHOLDS.value is not None
+                  else list(getattr(definition, "TRAIN_ERROR_THRESHOLDS", ())))
+    if _REPORT_ONLY.value and not os.path.isdir(_ROOT.value):
+      raise ValueError(f"--root {_ROOT.value} does not exist: there is nothing to report "
+                       "(run the sweep first, without --report_only)")
+    base = _CONFIG.value
     runs = sweep.make_runs(definition, base, seeds)
   except (ValueError, KeyError) as e:
     cli.fail(e)
@@ -53,11 +69,14 @@ def main(argv):
     except (ValueError, OSError) as e:
       cli.fail(e)
   title = os.path.splitext(os.path.basename(_SWEEP.value))[0] + " sweep"
-  rows = sweep_report.write_reports(runs, _ROOT.value, title, thresholds,
-                             notes=(definition.__doc__ or "").strip())
+  try:
+    rows = sweep_report.write_reports(runs, _ROOT.value, title, thresholds,
+                                      notes=(definition.__doc__ or "").strip())
+  except OSError as e:
+    cli.fail(OSError(f"could not write the reports under {_ROOT.value}: {e.strerror or e}"))
   print(sweep_report.markdown_table(rows, thresholds))
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["sweep", "root"])
-  cli.run(main)
+  cli.run(main, on_interrupt="rerun the same command to resume")

@@ -25,9 +25,13 @@ def main(argv):
   kernel = np.asarray(jax.device_get(restored.params["conv1"]["kernel"]))
   towers = restored.cfg.model.towers
   out = _OUT.value or os.path.join(_WORKDIR.value, "conv1_kernels.png")
-  visualize.save_kernel_figure(
-      kernel, towers, out,
-      title=f"conv1 kernels at step {restored.step}: {towers} tower(s), tower 1 on top")
+  try:
+    cli.check_writable(out, "--out")
+    visualize.save_kernel_figure(
+        kernel, towers, out,
+        title=f"conv1 kernels at step {restored.step}: {towers} tower(s), tower 1 on top")
+  except OSError as e:
+    cli.fail(e)
   print(out)
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
@@ -100,3 +101,38 @@ def tfds_indexed(data_dir: str, n: int = 48, num_classes: int = 4,
 
   IndexedShapes(data_dir=data_dir, file_format=file_format).download_and_prepare()
   return data_dir
+
+
+
+# Run in a small Python process that changes what the command may do, then exec()s it: no
+# preexec_fn (which forks a multithreaded JAX test process, and may deadlock).
+_DROP_CAPS = """
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+for cap in (1, 2):   # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+  if libc.prctl(24, cap, 0, 0, 0):   # PR_CAPBSET_DROP
+    raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+_LIMIT_FILE_SIZE = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # stays ignored across exec
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def permissions_apply(cmd: list[str]) -> list[str]:
+  """`cmd` run so that file permissions hold even for root: it starts without
+  CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH in its bounding set, so a chmod 000 file or a
+  chmod 555 folder refuses it as it would refuse a user. (Not root: `cmd` unchanged.)"""
+  if os.geteuid() != 0:
+    return cmd
+  return [sys.executable, "-c", _DROP_CAPS, *cmd]
+
+
+def file_size_limit(limit: int, cmd: list[str]) -> list[str]:
+  """`cmd` run so that writing past `limit` bytes into any one file fails with EFBIG, as a
+  full disk fails a write (RLIMIT_FSIZE, SIGXFSZ ignored)."""
+  return [sys.executable, "-c", _LIMIT_FILE_SIZE, str(limit), *cmd]

@@ -205,3 +205,60 @@ def test_tfds_not_prepared_is_an_error(tmp_path):
   pytest.importorskip("tensorflow_datasets")
   with pytest.raises(ValueError, match="not prepared"):
     prepare.prepare("tfds:cifar10", str(tmp_path / "out"), tfds_data_dir=str(tmp_path))
+
+
+def _ramp(scale=1.0, offset=0.0, dtype=np.float64):
+  """16x16 values i * scale + offset for i = 0..255, row by row."""
+  return (np.arange(256, dtype=np.float64).reshape(16, 16) * scale + offset).astype(dtype)
+
+
+def _lab(rgb):
+  from PIL import ImageCms
+  to_lab = ImageCms.buildTransform(ImageCms.createProfile("sRGB"), ImageCms.createProfile("LAB"),
+                                   "RGB", "LAB")
+  return ImageCms.applyTransform(Image.new("RGB", (16, 16), rgb), to_lab)
+
+
+def _palette(rgb):
+  return Image.new("RGB", (16, 16), rgb).convert("P", palette=Image.ADAPTIVE)
+
+
+RAMP = np.repeat(np.arange(256).reshape(16, 16, 1), 3, axis=2)   # what every ramp becomes
+COLOUR = (200, 30, 60)
+# Every mode that PIL opens from a file (Pillow 13): (name, file, image, expected RGB, atol).
+MODES = [
+    ("I;16 png", "png", lambda: Image.fromarray(_ramp(257, dtype=np.uint16)), RAMP, 0),
+    ("I;16 tiff", "tif", lambda: Image.fromarray(_ramp(257, dtype=np.uint16)), RAMP, 0),
+    ("I;16B tiff", "tif", lambda: Image.fromarray(_ramp(257, dtype=">u2")), RAMP, 0),
+    ("I 16-bit pgm", "pgm", lambda: Image.fromarray(_ramp(257, dtype=np.uint16)), RAMP, 0),
+    ("I 32-bit tiff", "tif", lambda: Image.fromarray(_ramp(2**22, -2**29, np.int32)), RAMP, 0),
+    ("F 0-1 tiff", "tif", lambda: Image.fromarray(_ramp(1 / 255, dtype=np.float32)), RAMP, 0),
+    ("F any range tiff", "tif", lambda: Image.fromarray(_ramp(10.0, -500, np.float32)), RAMP, 0),
+    ("1 png", "png", lambda: Image.new("1", (16, 16), 1), np.full((16, 16, 3), 255), 0),
+    ("L png", "png", lambda: Image.fromarray(_ramp(dtype=np.uint8)), RAMP, 0),
+    ("LA png", "png", lambda: Image.new("LA", (16, 16), (90, 10)), np.full((16, 16, 3), 90), 0),
+    ("P png", "png", lambda: _palette(COLOUR), COLOUR, 0),
+    ("PA tiff", "tif", lambda: _palette(COLOUR).convert("PA"), COLOUR, 0),
+    ("RGBA png", "png", lambda: Image.new("RGBA", (16, 16), (*COLOUR, 7)), COLOUR, 0),
+    ("CMYK tiff", "tif", lambda: Image.new("RGB", (16, 16), COLOUR).convert("CMYK"), COLOUR, 0),
+    ("YCbCr tiff", "tif", lambda: Image.new("RGB", (16, 16), COLOUR).convert("YCbCr"), COLOUR,
+     3),
+    ("LAB tiff", "tif", lambda: _lab(COLOUR), COLOUR, 3),
+]
+
+
+@pytest.mark.parametrize("name,ext,make,expected,atol", MODES, ids=[m[0] for m in MODES])
+def test_every_mode_is_read_as_8_bit_rgb_by_prepare_and_predict(tmp_path, name, ext, make,
+                                                                 expected, atol):
+  """High bit depths are scaled to 0-255, not clipped (an I;16 ramp is no longer all white);
+  prepare and predict (inference.load_image) read a file the same way."""
+  from alexnet_jax import inference
+  path = tmp_path / "src" / "train" / "a" / f"0.{ext}"
+  _save(str(path), make())
+  with Image.open(path) as opened:
+    assert opened.mode == name.split()[0]   # the file holds the mode under test
+  info = prepare.prepare(str(tmp_path / "src"), str(tmp_path / "out"), size=16, workers=0)
+  assert info["splits"]["train"]["num_examples"] == 1, info["skipped"]
+  (stored, _), = _read(tmp_path / "out", "train")
+  np.testing.assert_allclose(stored, np.broadcast_to(expected, (16, 16, 3)), atol=atol)
+  np.testing.assert_array_equal(inference.load_image(str(path), 16), stored)
