@@ -429,11 +429,12 @@ def test_ctrl_c_stops_training_with_one_line_and_the_rerun_resumes(shapes_dir, t
   assert "Traceback" not in stderr, stderr[-3000:]
   # (Last but for grain's resource_tracker warning about shared memory at exit, which any
   # run with worker processes ends with.)
-  assert "error: interrupted (Ctrl-C)" in stderr.strip().splitlines()[-3:]
+  assert "error: interrupted (Ctrl-C); rerun the same command to resume" in stderr.strip().splitlines()[-3:]
   assert _group_gone(proc.pid), "loader workers outlived training"
   assert not (workdir / "LOCK").exists()
   last = max(int(p) for p in os.listdir(ckpts) if p.isdigit())
-  rerun = subprocess.run(cmd(last + 5), cwd=ROOT, capture_output=True, text=True, timeout=300)
+  rerun = subprocess.run(cmd(last + 5) + ["--resume_with_changes"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
   assert rerun.returncode == 0, rerun.stderr[-3000:]
   assert f"resumed from checkpoint {last}" in rerun.stderr
 
