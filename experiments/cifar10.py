@@ -15,7 +15,7 @@ from experiments import default
 
 def get_config():
   c = default.get_config()
-  c.model = models.model_config("cifar")
+  c.model = models.model_config("conv_local_11pct_as_conv")
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.image_size = 32
