@@ -101,6 +101,11 @@ ARCHS = {
 }
 ARCHS["cifar"] = ARCHS["conv_local_11pct_as_conv"]   # its earlier name, in older run.json
 
+
+def post_name(op: str, layer: str) -> str:
+  """The name an op after `layer` is sown under: 'lrn1', 'pool1' (max or average)."""
+  return ("pool" if op == "avgpool" else op) + layer[-1]
+
 _PAPER = dict(
     arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
     conv1_padding=-1, lrn=True, lrn_n=5, lrn_k=2.0, lrn_alpha=1e-4, lrn_beta=0.75,
@@ -299,14 +304,14 @@ class AlexNet(nn.Module):
               x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
               convention=self.lrn_convention, groups=local_towers,
               input_stored=i > 0 and spec.post[i - 1] == "pool")
-          self.sow("intermediates", op + spec.name[-1], x[:, :h, :w])
+          self.sow("intermediates", post_name(op, spec.name), x[:, :h, :w])
         elif op == "pool":
           pool = pooling.max_pool_ceil if spec.ceil_pool else pooling.max_pool
           x = pool(x, self.pool_window, self.pool_stride)
-          self.sow("intermediates", op + spec.name[-1], x)
+          self.sow("intermediates", post_name(op, spec.name), x)
         elif op == "avgpool":
           x = pooling.avg_pool(x, self.pool_window, self.pool_stride, ceil=spec.ceil_pool)
-          self.sow("intermediates", "pool" + spec.name[-1], x)
+          self.sow("intermediates", post_name(op, spec.name), x)
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):

@@ -7,12 +7,14 @@ config's 'search' base:
         --config=experiments/figure1.py:search --config.data.data_dir=data/cifar10
 
 The chosen rate is the one with the lowest training error in the last logging window
-(`last train top-1 error`); a rate that diverges is reported as diverged.
+(`last train top-1 error`); a rate that diverges is reported as diverged. Where the best
+rate is at an end of RATES, the grid is extended by a factor of 3 beyond it (rerunning the
+sweep trains only the new rates).
 """
 
 SEEDS = (0,)
 TRAIN_ERROR_THRESHOLDS = (0.25, 0.5, 0.75)
-RATES = (0.001, 0.003, 0.01, 0.03)
+RATES = (0.001, 0.003, 0.01)
 
 
 def get_sweep(base_cfg=None) -> list[dict]:
