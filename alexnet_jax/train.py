@@ -28,7 +28,7 @@ from absl import logging
 from flax import struct
 
 from alexnet_jax import (augment, checkpoint, data, evaluation, events, loader, models,
-                         sharding)
+                         plateau, sharding)
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -264,6 +264,7 @@ class _Run:
     if self.is_chief:
       write_run_info(cfg, workdir, class_names)
     self.writer = events.ScalarWriter(workdir) if self.is_chief else None
+    self.chance_loss = plateau.ChanceLoss(cfg.model.num_classes, cfg.model.init_scheme)
     self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
     self.local_batch = cfg.batch_size // jax.process_count()
     self.workers = data.num_workers(cfg.data)
@@ -309,6 +310,7 @@ class _Run:
     eta = (self.total_steps - done) * self.cfg.batch_size / rate
     logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, self.total_steps,
                  self.errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+    self.chance_loss.check(done, metrics["loss"])
     self.record(done, {**{f"train_{k}": v for k, v in metrics.items()},
                        "learning_rate": lr, "images_per_second": rate})
 
