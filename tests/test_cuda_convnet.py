@@ -187,3 +187,16 @@ def test_conv_local_11pct_defaults_learn_within_100_steps(tmp_path, threefry):
     losses.append(float(m["loss"]) / float(m["count"]))
   assert np.mean(losses[:5]) > math.log(10) - 0.05   # it starts at chance
   assert np.mean(losses[-20:]) <= math.log(10) - 0.3, losses[::10]
+
+
+def test_the_figure1_sweep_runs_the_shipped_presets():
+  """Each run of experiments/sweeps/figure1.py is `launch.train
+  --config=experiments/figure1.py:<activation>`, field for field."""
+  definition = sweep.load_definition(os.path.join(SWEEPS, "figure1.py"))
+  base = figure1.get_config("search")
+  runs = sweep.make_runs(definition, base)
+  assert [r.variant for r in runs] == ["relu", "tanh"]
+  for run in runs:
+    cfg = sweep.run_config(base, run)
+    assert cfg.to_dict() == figure1.get_config(run.variant).to_dict()
+  assert figure1.EPOCHS["tanh"] >= 40
