@@ -10,7 +10,7 @@ steps down. Evaluation: the centre 24x24 crop; `launch.evaluate --ten_crop` is
 cuda-convnet's --multiview-test (the four corner crops and the centre one, each also
 flipped, their softmax outputs averaged).
 
-    python -m launch.train --config=experiments/conv_local_11pct.py --workdir=runs/11pct \
+    python -m launch.train --config=experiments/conv_local_11pct.py --workdir=runs/11pct \\
         --config.data.data_dir=data/cifar10
     python -m launch.evaluate --workdir=runs/11pct --split=test --ten_crop
 

@@ -11,9 +11,9 @@ augmentation (no crops, no flips, no lighting: every epoch sees the same 50,000 
 and none of the net's response normalisation. SGD with momentum 0.9, batch 128, a constant
 learning rate.
 
-    python -m launch.train --config=experiments/figure1.py:relu --workdir=runs/figure1/relu \
+    python -m launch.train --config=experiments/figure1.py:relu --workdir=runs/figure1/relu \\
         --config.data.data_dir=data/cifar10
-    python -m launch.train --config=experiments/figure1.py:tanh --workdir=runs/figure1/tanh \
+    python -m launch.train --config=experiments/figure1.py:tanh --workdir=runs/figure1/tanh \\
         --config.data.data_dir=data/cifar10
 
 Each preset's learning rate is the best of experiments/sweeps/figure1_lr.py (the short

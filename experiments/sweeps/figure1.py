@@ -4,7 +4,7 @@ experiments/sweeps/figure1_lr.py), trained to its epoch cap (figure1.EPOCHS; at 
 for tanh); the report gives the epochs each takes to 25% training error and plots training
 error against epochs, the paper's layout (the paper: ReLU six times faster).
 
-    python -m launch.sweep --sweep=experiments/sweeps/figure1.py --root=runs/figure1 \
+    python -m launch.sweep --sweep=experiments/sweeps/figure1.py --root=runs/figure1 \\
         --config=experiments/figure1.py:search --config.data.data_dir=data/cifar10
 
 Each run is `launch.train --config=experiments/figure1.py:<activation>`.
