@@ -154,7 +154,14 @@ def train_images(images: jax.Array, key: jax.Array, data_cfg) -> jax.Array:
   """uint8 [B, R, R, 3] -> augmented float32 model input [B, S, S, 3] (§2, §4.1).
 
   A random S crop of the canvas (`train_canvas`), a random flip and PCA lighting per image,
-  all drawn from `key`: the same key gives the same batch."""
+  all drawn from `key`: the same key gives the same batch. With data_cfg.random_crop False
+  the crop is the square's centre, as in evaluation."""
+  if not data_cfg.get("random_crop", True):   # no translations: the centre crop (Figure 1)
+    canvas = square(images, max(int(data_cfg.resize_size), int(data_cfg.image_size)))
+    room = canvas.shape[1] - int(data_cfg.image_size)
+    _, _, flips, alphas = draw(key, images.shape[0], room, data_cfg)
+    centre = jnp.full((images.shape[0],), room // 2, jnp.int32)
+    return augment(canvas, centre, centre, flips, alphas, data_cfg)
   canvas = train_canvas(images, data_cfg)
   room = canvas.shape[1] - int(data_cfg.image_size)
   return augment(canvas, *draw(key, images.shape[0], room, data_cfg), data_cfg)

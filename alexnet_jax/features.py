@@ -35,8 +35,8 @@ def feature_layer(model_cfg) -> str:
   last = convs[-1]
   name = last.name + "_out"
   for op in last.post:
-    if op == "pool" or (op == "lrn" and model_cfg.lrn):
-      name = op + last.name[-1]
+    if op in ("pool", "avgpool") or (op == "lrn" and model_cfg.lrn):
+      name = models.post_name(op, last.name)
   return name
 
 

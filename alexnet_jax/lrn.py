@@ -172,7 +172,7 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
-# For an input that is already stored (LRN after max pooling, as in the `cifar` net's first
+# For an input that is already stored (LRN after max pooling, as in the `cifar` (now `conv_local_11pct_as_conv`) net's first
 # block), the padded copy above is a pass with nothing to save: read it in place instead.
 # Inner rows of the leading axis are sliced directly; the first and last rows, whose shifted
 # slices would run off the array, go through a small padded copy. Measured side by side in

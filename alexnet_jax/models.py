@@ -47,7 +47,14 @@ class ConvSpec:
   stride: int
   padding: int            # symmetric zero padding; conv1's comes from the config
   own_tower: bool         # True: reads only its own tower's input maps (grouped conv)
-  post: tuple[str, ...]   # what follows the activation, in order: 'lrn', 'pool'
+  post: tuple[str, ...]   # what follows the activation, in order: 'lrn', 'pool' (max),
+                          # 'avgpool'
+  local: bool = False     # True: locally connected (cuda-convnet's 'local' layer: one
+                          # filter bank per output position, unshared, flax.linen.ConvLocal)
+  ceil_pool: bool = False  # True: cuda-convnet's pooling output size,
+                           # ceil((size - window) / stride) + 1: the last window overhangs
+                           # the border and pools only the pixels it covers
+  init_std: float = 0.01  # the weights' std under init_scheme='cuda_convnet' (initW)
 
 
 # The layer tables. `features` in the config gives the widths.
@@ -60,18 +67,47 @@ ARCHS = {
         ConvSpec("conv4", 3, 1, 1, True, ()),
         ConvSpec("conv5", 3, 1, 1, True, ("pool",)),
     ),
-    # The paper's CIFAR-10 remark in §3.3 refers to cuda-convnet's layers-conv-local-11pct
-    # net: conv 64 5x5, pool 3/2, response norm, conv 64 5x5, response norm, pool 3/2,
-    # two locally-connected layers (64 and 32 3x3), linear 10. Here the two locally-connected
-    # layers are replaced by ordinary convolutions (conv3, conv4), which Flax and XLA run far
-    # faster and which keep the ablations (LRN, pooling, activation) meaningful.
-    "cifar": (
+    # The paper's CIFAR-10 remark in §3.3 ("13% ... 11%") is cuda-convnet's
+    # layers-conv-local-11pct net (example-layers/layers-conv-local-11pct.cfg, 2012-06-08):
+    # conv1 64 5x5 pad 2, max pool 3/2, cross-map response norm (size 9), conv2 64 5x5
+    # pad 2, response norm, max pool 3/2, local3 64 3x3 pad 1 and local4 32 3x3 pad 1
+    # (locally connected), fc10; ReLU after every conv and local layer; on 24x24 crops:
+    # [24, 24, 64] -> pool [12, 12] -> [12, 12, 64] -> pool [6, 6] -> [6, 6, 64] -> [6, 6, 32].
+    "conv_local_11pct": (
+        ConvSpec("conv1", 5, 1, 2, False, ("pool", "lrn"), ceil_pool=True, init_std=1e-4),
+        ConvSpec("conv2", 5, 1, 2, False, ("lrn", "pool"), ceil_pool=True, init_std=0.01),
+        ConvSpec("local3", 3, 1, 1, False, (), local=True, init_std=0.04),
+        ConvSpec("local4", 3, 1, 1, False, (), local=True, init_std=0.04),
+    ),
+    # The same net with local3 and local4 as ordinary convolutions (conv3, conv4) and
+    # VALID pooling, on 32x32 images: the ablations of experiments/results/cifar10/ used it
+    # (it was the preset 'cifar').
+    "conv_local_11pct_as_conv": (
         ConvSpec("conv1", 5, 1, 2, False, ("pool", "lrn")),
         ConvSpec("conv2", 5, 1, 2, True, ("lrn", "pool")),
         ConvSpec("conv3", 3, 1, 1, False, ()),
         ConvSpec("conv4", 3, 1, 1, True, ()),
     ),
+    # Figure 1's "four-layer convolutional neural network": cuda-convnet's layers-18pct net
+    # (example-layers/layers-18pct.cfg), four layers with weights as the paper counts them
+    # (its AlexNet's "eight layers" are 5 conv + 3 fc): conv1 32 5x5 pad 2, max pool 3/2,
+    # conv2 32 5x5 pad 2, average pool 3/2, conv3 64 5x5 pad 2, average pool 3/2, fc4 (the
+    # file's fc10). Without the file's two within-map response normalisation layers (rnorm1,
+    # rnorm2): Figure 1 employed "no regularization of any kind", and §3.3 presents
+    # response normalisation as an aid to generalisation. On 32x32 images:
+    # [32, 32, 32] -> [16, 16] -> [16, 16, 32] -> [8, 8] -> [8, 8, 64] -> [4, 4, 64].
+    "layers_18pct_no_rnorm": (
+        ConvSpec("conv1", 5, 1, 2, False, ("pool",), ceil_pool=True, init_std=1e-4),
+        ConvSpec("conv2", 5, 1, 2, False, ("avgpool",), ceil_pool=True, init_std=0.01),
+        ConvSpec("conv3", 5, 1, 2, False, ("avgpool",), ceil_pool=True, init_std=0.01),
+    ),
 }
+ARCHS["cifar"] = ARCHS["conv_local_11pct_as_conv"]   # its earlier name, in older run.json
+
+
+def post_name(op: str, layer: str) -> str:
+  """The name an op after `layer` is sown under: 'lrn1', 'pool1' (max or average)."""
+  return ("pool" if op == "avgpool" else op) + layer[-1]
 
 _PAPER = dict(
     arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
@@ -88,9 +124,20 @@ PRESETS = {
             "lrn": False, "dropout_at": "inputs"},
     "small": {**_PAPER, "features": (48, 128, 192, 192, 128), "fc_features": (2048, 2048),
               "towers": 1},
-    "cifar": {**_PAPER, "arch": "cifar", "features": (64, 64, 64, 32), "fc_features": (),
-              "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3,
-              "lrn_convention": "caffe", "dropout": 0.0, "num_classes": 10},
+    # cuda-convnet's CIFAR-10 nets (ARCHS above). Their cross-map response norm is
+    # x / (1 + (scale / size) * sum of squares)^pow with size 9, scale 0.001, pow 0.75.
+    "conv_local_11pct": {
+        **_PAPER, "arch": "conv_local_11pct", "features": (64, 64, 64, 32), "fc_features": (),
+        "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3, "lrn_convention": "caffe",
+        "dropout": 0.0, "init_scheme": "cuda_convnet", "num_classes": 10},
+    "conv_local_11pct_as_conv": {
+        **_PAPER, "arch": "conv_local_11pct_as_conv", "features": (64, 64, 64, 32),
+        "fc_features": (), "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3,
+        "lrn_convention": "caffe", "dropout": 0.0, "num_classes": 10},
+    "layers_18pct_no_rnorm": {
+        **_PAPER, "arch": "layers_18pct_no_rnorm", "features": (32, 32, 64), "fc_features": (),
+        "towers": 1, "lrn": False, "dropout": 0.0, "init_scheme": "cuda_convnet",
+        "num_classes": 10},
 }
 
 
@@ -110,11 +157,11 @@ def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
-INIT_SCHEMES = ("paper", "caffe", "torch", "he")
+INIT_SCHEMES = ("paper", "caffe", "torch", "he", "cuda_convnet")
 _BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
 
 
-def initializers(scheme: str, layer: str, fan_in: int):
+def initializers(scheme: str, layer: str, fan_in: int, std: float = 0.01):
   """(kernel_init, bias_init) of a layer.
 
   'paper' (§5): N(0, 0.01) weights; biases 1 in conv2, conv4, conv5, fc6 and fc7 ("to
@@ -125,7 +172,11 @@ def initializers(scheme: str, layer: str, fan_in: int):
   'torch': PyTorch's default layer init, as torchvision's AlexNet gets it: weights and
     biases uniform in +-1/sqrt(fan_in).
   'he' (He et al. 2015): N(0, 2 / fan_in) weights, zero biases.
+  'cuda_convnet': N(0, std) weights, `std` the layer file's initW (ConvSpec.init_std; 0.01
+    for fully connected layers), zero biases, as cuda-convnet's CIFAR-10 nets.
   """
+  if scheme == "cuda_convnet":
+    return nn.initializers.normal(std), nn.initializers.zeros
   if scheme == "he":
     return nn.initializers.he_normal(), nn.initializers.zeros
   if scheme == "torch":
@@ -169,6 +220,7 @@ class Conv(nn.Module):
   padding: Any
   groups: int = 1
   init_scheme: str = "paper"   # see `initializers`
+  init_std: float = 0.01       # 'cuda_convnet' only
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -176,7 +228,7 @@ class Conv(nn.Module):
     cin = x.shape[-1]
     shape = (self.kernel, self.kernel, cin // self.groups, self.features)
     fan_in = shape[0] * shape[1] * shape[2]
-    kernel_init, bias_init = initializers(self.init_scheme, self.name, fan_in)
+    kernel_init, bias_init = initializers(self.init_scheme, self.name, fan_in, self.init_std)
     kernel = self.param("kernel", kernel_init, shape)
     bias = self.param("bias", bias_init, (self.features,))
     pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
@@ -259,15 +311,23 @@ class AlexNet(nn.Module):
       if not spec.own_tower and spec.name != "conv1":
         x = self._gather(x)
       pad = self.conv1_padding if spec.name == "conv1" else spec.padding
-      x = Conv(width // shards, spec.kernel, spec.stride, pad,
-               groups=local_towers if spec.own_tower else 1, init_scheme=self.init_scheme,
-               dtype=self.dtype, name=spec.name)(x)
+      if spec.local:   # cuda-convnet's locally connected layer: [B, H, W, width]
+        kernel_init, bias_init = initializers(self.init_scheme, spec.name,
+                                              spec.kernel ** 2 * x.shape[-1], spec.init_std)
+        x = nn.ConvLocal(width, (spec.kernel, spec.kernel), spec.stride, [(pad, pad)] * 2,
+                         kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype,
+                         name=spec.name)(x)
+      else:
+        x = Conv(width // shards, spec.kernel, spec.stride, pad,
+                 groups=local_towers if spec.own_tower else 1, init_scheme=self.init_scheme,
+                 init_std=spec.init_std, dtype=self.dtype, name=spec.name)(x)
       x = self._act(x)
       self.sow("intermediates", spec.name + "_out", x)
       for i, op in enumerate(spec.post):   # sown as lrn1, pool1, ...
         if op == "lrn" and self.lrn:
           h, w = x.shape[1:3]
-          if spec.post[i + 1:i + 2] == ("pool",) and jax.default_backend() == "cpu":
+          if (spec.post[i + 1:i + 2] == ("pool",) and not spec.ceil_pool
+              and jax.default_backend() == "cpu"):
             x = pooling.pad_unread(x, self.pool_window, self.pool_stride)   # see pooling.py
           across = self.lrn_across_towers and self.towers > 1
           if across:   # every tower's maps, then this device's share of the result
@@ -280,10 +340,14 @@ class AlexNet(nn.Module):
           if across and self.model_axis is not None:
             x = jax.lax.dynamic_slice_in_dim(
                 x, jax.lax.axis_index(self.model_axis) * width, width, axis=-1)
-          self.sow("intermediates", op + spec.name[-1], x[:, :h, :w])
+          self.sow("intermediates", post_name(op, spec.name), x[:, :h, :w])
         elif op == "pool":
-          x = pooling.max_pool(x, self.pool_window, self.pool_stride)
-          self.sow("intermediates", op + spec.name[-1], x)
+          pool = pooling.max_pool_ceil if spec.ceil_pool else pooling.max_pool
+          x = pool(x, self.pool_window, self.pool_stride)
+          self.sow("intermediates", post_name(op, spec.name), x)
+        elif op == "avgpool":
+          x = pooling.avg_pool(x, self.pool_window, self.pool_stride, ceil=spec.ceil_pool)
+          self.sow("intermediates", post_name(op, spec.name), x)
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
     first_fc = len(self.features) + 1
     for i, width in enumerate(self.fc_features):
@@ -325,6 +389,9 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
   for width in (*cfg.features, *cfg.fc_features):
     if width % cfg.towers:
       raise ValueError(f"model width {width} does not split into {cfg.towers} towers")
+  if cfg.towers != 1 and any(spec.local for spec in ARCHS[cfg.arch]):
+    raise ValueError(f"arch {cfg.arch!r} has locally connected layers, which take no towers; "
+                     f"set model.towers=1, got {cfg.towers}")
   dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
   if cfg.dtype not in dtypes:
     raise ValueError(f"model.dtype must be one of {sorted(dtypes)}, got {cfg.dtype!r}")
@@ -349,8 +416,8 @@ def output_size(cfg: ml_collections.ConfigDict, image_size: int) -> int:
     size = (size + pad - spec.kernel) // spec.stride + 1
     if size < 1:
       break
-    if "pool" in spec.post:
-      size = (size - cfg.pool_window) // cfg.pool_stride + 1
+    for _ in [op for op in spec.post if op in ("pool", "avgpool")]:
+      size = pooling.pooled_size(size, cfg.pool_window, cfg.pool_stride, spec.ceil_pool)
     if size < 1:
       break
   return size

@@ -118,3 +118,38 @@ def pad_unread(x: jax.Array, window: int, stride: int) -> jax.Array:
      (w + pw - window) // stride != (w - window) // stride:
     return x
   return jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
+
+
+def pooled_size(size: int, window: int, stride: int, ceil: bool = False) -> int:
+  """Output size of a pool: (size - window) // stride + 1, or with `ceil` cuda-convnet's
+  ceil((size - window) / stride) + 1 (layer.py's outputsX), whose last window may overhang
+  the border: 24 -> 12 and 12 -> 6 with 3/2 windows, where VALID gives 11 and 5."""
+  room = size - window
+  return (-(-room // stride) if ceil else room // stride) + 1
+
+
+def _overhang(x: jax.Array, window: int, stride: int) -> tuple[int, int]:
+  """Rows and columns to add at the bottom and right for cuda-convnet's (ceil) output size."""
+  h, w = x.shape[1:3]
+  return tuple((pooled_size(n, window, stride, True) - 1) * stride + window - n for n in (h, w))
+
+
+def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
+  """`max_pool` with cuda-convnet's output size: the overhanging windows' missing pixels
+  are -inf, so each takes the max of the pixels it covers (and gets their gradient)."""
+  ph, pw = _overhang(x, window, stride)
+  return max_pool(jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=-jnp.inf),
+                  window, stride)
+
+
+def avg_pool(x: jax.Array, window: int, stride: int, ceil: bool = False) -> jax.Array:
+  """[B, H, W, C] -> the mean over each window x window patch, `stride` apart; with `ceil`
+  cuda-convnet's output size, an overhanging window averaging only the pixels it covers
+  (cuda-convnet's AvgPooler divides by the window's clipped region size)."""
+  ph, pw = _overhang(x, window, stride) if ceil else (0, 0)
+  pads = ((0, 0), (0, ph), (0, pw), (0, 0))
+  dims, strides = (1, window, window, 1), (1, stride, stride, 1)
+  sums = lax.reduce_window(jnp.pad(x, pads), 0.0, lax.add, dims, strides, "VALID")
+  ones = jnp.pad(jnp.ones((1, *x.shape[1:3], 1), x.dtype), pads)
+  counts = lax.reduce_window(ones, 0.0, lax.add, dims, strides, "VALID")   # [1, h, w, 1]
+  return sums / counts

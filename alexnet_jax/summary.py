@@ -37,7 +37,9 @@ def layer_table(cfg: ml_collections.ConfigDict, image_size: int) -> list[Row]:
   params, acts = jax.eval_shape(trace)
   # Conv and fc outputs are sown as '<layer>_out'; Flax returns them sorted by name, so put
   # them back in the order the network runs them.
-  order = [n for s in models.ARCHS[cfg.arch] for n in (s.name, *(o + s.name[-1] for o in s.post))]
+  order = [n for s in models.ARCHS[cfg.arch]
+           for n in (s.name, *(models.post_name(o, s.name) for o in s.post))]
+  local = {s.name for s in models.ARCHS[cfg.arch] if s.local}
   rank = lambda name: order.index(name) if name in order else len(order) + int(name[2:])
   rows = []
   for name in sorted((n.removesuffix("_out") for n in acts), key=rank):
@@ -46,7 +48,9 @@ def layer_table(cfg: ml_collections.ConfigDict, image_size: int) -> list[Row]:
     p = params.get(name, {})
     n_params = sum(math.prod(v.shape) for v in jax.tree.leaves(p))
     flops = 0
-    if "kernel" in p:   # conv: 2 * kh*kw*cin/groups * cout per output pixel; dense: 2*in*out
+    if name in local:   # locally connected: every weight once per image
+      flops = 2 * math.prod(p["kernel"].shape)
+    elif "kernel" in p:   # conv: 2 * kh*kw*cin/groups * cout per output pixel; dense: 2*in*out
       flops = 2 * math.prod(p["kernel"].shape) * math.prod(shape[:-1])
     rows.append(Row(name, shape, n_params, flops))
   return rows

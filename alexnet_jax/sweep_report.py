@@ -27,6 +27,12 @@ def epochs_to_train_error(records: Sequence[dict], threshold: float) -> float | 
   return None
 
 
+def last_train_error(records: Sequence[dict]) -> float | None:
+  """The training top-1 error of the last logging window; None if none was logged."""
+  errors = [r["train_top1_error"] for r in records if "train_top1_error" in r]
+  return float(errors[-1]) if errors else None
+
+
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
   a = np.asarray(values, dtype=np.float64)
   if a.size == 0:
@@ -52,6 +58,10 @@ def summarize(runs: Sequence[Run], root: str,
     row["steps"], _ = _mean_std([res["step"] for _, res in ok])
     row["epochs"], _ = _mean_std([res["epoch"] for _, res in ok])
     row["wall_s_mean"], row["wall_s_std"] = _mean_std([res["wall_s"] for _, res in ok])
+    last = [last_train_error(workdir_lib.read_metrics(os.path.join(root, r.name)))
+            for r, _ in ok]
+    row["last_train_top1_error_mean"], row["last_train_top1_error_std"] = _mean_std(
+        [e for e in last if e is not None])
     for t in thresholds:
       reached = [epochs_to_train_error(workdir_lib.read_metrics(os.path.join(root, r.name)), t)
                  for r, _ in ok]
@@ -90,6 +100,7 @@ def markdown_table(rows: Sequence[dict], thresholds: Sequence[float] = ()) -> st
   head = ["variant", "seeds", "top-1 error (%)", "top-5 error (%)", "steps", "epochs",
           "wall time / run (s)"]
   head += [f"epochs to {t * 100:g}% train error" for t in thresholds]
+  head += ["last train top-1 error (%)"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for row in rows:
     seeds = row["seeds"] or "none"
@@ -105,6 +116,7 @@ def markdown_table(rows: Sequence[dict], thresholds: Sequence[float] = ()) -> st
     for t in thresholds:
       key = f"epochs_to_train_error_{t:g}"
       cells.append(row[f"{key}_note"] or _pm(row[f"{key}_mean"], row[f"{key}_std"]))
+    cells.append(_pm(row["last_train_top1_error_mean"], row["last_train_top1_error_std"], 100))
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
@@ -114,7 +126,8 @@ def write_markdown(rows: Sequence[dict], path: str, title: str, notes: str = "",
   text = f"# {title}\n\n"
   text += markdown_table(rows, thresholds)
   text += ("\nMean ± sample standard deviation over seeds of the final evaluation "
-           "(validation/test split); wall time is the finishing invocation's.\n")
+           "(validation/test split); wall time is the finishing invocation's; the last "
+           "training error is the mean over the last logging window of training steps.\n")
   if thresholds:
     text += ("Epochs to a training error: the first logging window whose mean training "
              "top-1 error is at or below it (Figure 1 of the paper uses 25%).\n")

@@ -31,7 +31,7 @@ from flax import struct
 from jax.experimental import multihost_utils
 
 from alexnet_jax import (augment, checkpoint, data, evaluation, events, finetune, loader,
-                         models, sharding)
+                         models, plateau, sharding)
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -334,6 +334,7 @@ class _Run:
     self.total_steps = num_train_steps(cfg, self.steps_per_epoch)
     self.trainer = Trainer(cfg, self.steps_per_epoch)
     self.is_chief = jax.process_index() == 0
+    self.chance_loss = plateau.ChanceLoss(cfg.model.num_classes, cfg.model.init_scheme)
     self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
     self.step, self.state, self.meta = checkpoint.restore_latest(
         self.manager, self.trainer.abstract_state)
@@ -388,6 +389,7 @@ class _Run:
     eta = (self.total_steps - done) * self.cfg.batch_size / rate
     logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, self.total_steps,
                  self.errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+    self.chance_loss.check(done, metrics["loss"])
     self.record(done, {**{f"train_{k}": v for k, v in metrics.items()},
                        "learning_rate": lr, "images_per_second": rate})
 

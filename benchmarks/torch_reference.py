@@ -9,7 +9,7 @@ project's, and in the same quiet period as `python -m launch.benchmark`:
 
 It times a full SGD step (forward, backward, momentum and weight decay) and prints one JSON
 line. LRN follows the paper's reading of alpha (torch divides alpha by n, so it is given
-n * alpha); the `cifar` net is models.py's preset of that name (cuda-convnet's
+n * alpha); the `cifar` net is models.py's preset `conv_local_11pct_as_conv` (cuda-convnet's
 layers-conv-local-11pct with its locally-connected layers as convolutions).
 """
 import argparse

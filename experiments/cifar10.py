@@ -1,5 +1,6 @@
-"""The four-layer CIFAR-10 net of the paper's §3.3 remark (see models.py, preset 'cifar'),
-on 32x32 images with pad-and-crop and flips, at the paper's input scale (0-255 minus the
+"""cuda-convnet's layers-conv-local-11pct CIFAR-10 net of the paper's §3.3 remark with its
+locally connected layers as convolutions (models.py preset 'conv_local_11pct_as_conv';
+experiments/conv_local_11pct.py is the net itself), on 32x32 images with pad-and-crop and flips, at the paper's input scale (0-255 minus the
 training mean) with the paper's N(0, 0.01) init: 30 epochs of batch 128, cosine schedule.
 experiments/results/cifar10/ holds the LRN, pooling and ReLU/tanh ablations of it.
 
@@ -15,7 +16,7 @@ from experiments import default
 
 def get_config():
   c = default.get_config()
-  c.model = models.model_config("cifar")
+  c.model = models.model_config("conv_local_11pct_as_conv")
   c.data.train_split = "train"
   c.data.eval_split = "test"
   c.data.image_size = 32

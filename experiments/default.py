@@ -29,6 +29,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
                                  # device when the prepared squares have another size
   c.data.pca_lighting = 0.1      # std of the PCA colour alphas (§4.1); 0 turns it off
   c.data.flip = True             # random horizontal flips (§4.1)
+  c.data.random_crop = True      # random image_size crops (§4.1); False: the centre crop
   c.data.input_scale = "paper"   # paper: 0-255 pixels minus the mean (§2) | standardized
   c.data.mean = (0.485, 0.456, 0.406)  # per-channel training-set mean, on a 0-1 scale (ImageNet)
   c.data.std = (0.229, 0.224, 0.225)   # used by 'standardized' only

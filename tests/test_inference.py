@@ -310,7 +310,7 @@ def test_evaluate_cli_writes_the_report(run, data_dir):
 
 def test_feature_layer_is_the_classifiers_input():
   assert features.feature_layer(models.model_config("paper")) == "fc7_out"
-  assert features.feature_layer(models.model_config("cifar")) == "conv4_out"
+  assert features.feature_layer(models.model_config("conv_local_11pct_as_conv")) == "conv4_out"
   assert features.feature_layer(models.model_config("paper", fc_features=())) == "pool5"
 
 
