@@ -2,9 +2,11 @@
 same global batch, whichever way the towers fall: inside a process, or across processes."""
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -97,3 +99,28 @@ def test_a_resume_on_another_number_of_processes_continues_the_same_batches(
   assert "resumed from checkpoint 2" in out
   for x, y in zip(jax.tree.leaves(final_params(workdir)), jax.tree.leaves(final_params(reference))):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(shapes_dir, tmp_path):
+  """A cluster's SIGTERM, here to process 1 only: JAX's preemption service tells process 0,
+  both save the same step collectively and exit 0."""
+  workdir = tmp_path / "run"
+  procs = start_job(2, 1, "1,2", workdir, shapes_dir, "num_train_steps=100000",
+                    "checkpoint_every_steps=100000", "log_every_steps=5",
+                    "eval_every_steps=100000")
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline and not (
+        (workdir / "metrics.jsonl").exists() and len(train_losses(workdir)) >= 2):
+      assert all(p.poll() is None for p in procs), procs[0].communicate()[0][-3000:]
+      time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)
+  except BaseException:
+    for p in procs:
+      p.kill()
+    raise
+  outputs = wait(procs, timeout=120)
+  stopped = int(outputs[0].split("stopped by SIGTERM after step ")[1].split(",")[0])
+  assert os.listdir(workdir / "checkpoints") == [str(stopped)]
+  assert stopped >= 10   # after the two logged windows, not a fresh start
