@@ -388,7 +388,7 @@ def test_ctrl_c_stops_prepare_and_its_workers_at_once_and_two_prepares_never_sha
   finally:
     if proc.poll() is None:
       os.killpg(proc.pid, signal.SIGKILL)
-  assert time.time() - start < 15
+  assert time.time() - start < 30
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   assert stderr.strip().splitlines()[-1] == ("error: interrupted (Ctrl-C); rerun the same "
@@ -424,7 +424,7 @@ def test_ctrl_c_stops_training_with_one_line_and_the_rerun_resumes(shapes_dir, t
   finally:
     if proc.poll() is None:
       os.killpg(proc.pid, signal.SIGKILL)
-  assert time.time() - start < 15
+  assert time.time() - start < 30
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   # (Last but for grain's resource_tracker warning about shared memory at exit, which any

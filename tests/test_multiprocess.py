@@ -33,7 +33,7 @@ def start_job(processes, devices, mesh, workdir, data_dir, *overrides):
       for pid in range(processes)]
 
 
-def wait(procs, timeout=300):
+def wait(procs, timeout=600):
   outputs = []
   try:
     for p in procs:
