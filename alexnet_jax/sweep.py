@@ -184,7 +184,7 @@ def run_sweep(base_cfg: ml_collections.ConfigDict, runs: Sequence[Run], root: st
   train_fn = train_fn or train.train_and_evaluate
   for run in runs:   # every variant's configuration errors before the first one trains
     train.validate(run_config(base_cfg, run))
-  os.makedirs(root, exist_ok=True)
+  workdir_lib.resolve(root).mkdir(parents=True, exist_ok=True)   # a folder or a gs:// URL
   results = []
   for i, run in enumerate(runs):
     workdir = os.path.join(root, run.name)

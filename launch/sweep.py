@@ -11,6 +11,7 @@ import os
 
 import jax
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 from alexnet_jax import cli, sweep, sweep_report
@@ -50,7 +51,7 @@ def main(argv):
     thresholds = (_numbers("train_error_thresholds", _THRESHOLDS.value, float)
                   if _THRESHOLDS.value is not None
                   else list(getattr(definition, "TRAIN_ERROR_THRESHOLDS", ())))
-    if _REPORT_ONLY.value and not os.path.isdir(_ROOT.value):
+    if _REPORT_ONLY.value and not epath.Path(_ROOT.value).is_dir():
       raise ValueError(f"--root {_ROOT.value} does not exist: there is nothing to report "
                        "(run the sweep first, without --report_only)")
     base = _CONFIG.value

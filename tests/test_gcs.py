@@ -73,3 +73,10 @@ def test_quick_start_on_a_gs_workdir(gcs, shapes_dir, tmp_path):
   evaluate = launch(env, "evaluate", f"--workdir={workdir}", "--split=test")
   assert evaluate.returncode == 0, evaluate.stderr[-3000:]
   assert any(n.startswith("alexnet-test/run/eval_") for n in fs.ls("alexnet-test/run", refresh=True))
+  features = launch(env, "features", f"--workdir={workdir}", "--split=test",
+                    f"--out={tmp_path / 'f.npz'}")
+  assert features.returncode == 0, features.stderr[-3000:]
+  assert (tmp_path / "f.npz").exists()
+  curves = launch(env, "curves", workdir, f"--out={tmp_path / 'c.png'}")
+  assert curves.returncode == 0, curves.stderr[-3000:]
+  assert (tmp_path / "c.png").exists()
