@@ -63,7 +63,9 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict,
 
 
 def _first_line(error: BaseException) -> str:
-  return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+  """The error's first line; a long one keeps its start and its end (the OS's reason)."""
+  line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  return line if len(line) <= 300 else f"{line[:140]} ... {line[-140:]}"
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:

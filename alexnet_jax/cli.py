@@ -184,9 +184,21 @@ def fail(error: BaseException) -> NoReturn:
 
 
 def _keep(record: py_logging.LogRecord) -> bool:
-  if record.levelno >= py_logging.WARNING or logging.get_verbosity() >= logging.DEBUG:
+  if logging.get_verbosity() >= logging.DEBUG:
     return True
-  return not any(part in record.pathname for part in NOISY)
+  noisy = any(part in record.pathname for part in NOISY)
+  if noisy and record.exc_info:   # orbax logs the error it then raises; ours is one line
+    return False
+  return record.levelno >= py_logging.WARNING or not noisy
+
+
+def _quiet_unraisable(unraisable) -> None:
+  """After a failed checkpoint write, tensorstore's pending callbacks find orbax's event
+  loop closed, and each would print a traceback of that: dropped unless --v=1."""
+  if (logging.get_verbosity() < logging.DEBUG and unraisable.exc_type is RuntimeError
+      and str(unraisable.exc_value) == "Event loop is closed"):
+    return
+  sys.__unraisablehook__(unraisable)
 
 
 def quiet_library_logs() -> None:
@@ -194,3 +206,4 @@ def quiet_library_logs() -> None:
   handler = logging.get_absl_handler()
   if _keep not in handler.filters:
     handler.addFilter(_keep)
+  sys.unraisablehook = _quiet_unraisable

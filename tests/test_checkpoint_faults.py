@@ -86,3 +86,17 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(two_checkpoints):
     shutil.rmtree(workdir / "checkpoints" / str(step) / "state")
   with pytest.raises(ValueError, match=r"no checkpoint in .* can be read \(steps 10, 5\)"):
     train.train_and_evaluate(cfg, str(workdir), allow_changes=True)
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line(shapes_dir, tmp_path):
+  """Orbax logs the failed write with its traceback, and tensorstore's pending callbacks
+  then print one traceback each: none of that reaches the user without --v=1."""
+  import helpers  # pylint: disable=import-outside-toplevel
+  cmd = helpers.file_size_limit(100_000, launch_train(
+      tmp_path / "run", "--config.num_train_steps=10", "--config.checkpoint_every_steps=5",
+      "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}"))
+  proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1
+  assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) < 12, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: could not write checkpoint 5 in ") and "File too large" in last
