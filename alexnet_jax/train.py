@@ -423,6 +423,7 @@ class _Run:
 
   def close(self) -> None:
     self.batches.close()
+    self.manager.close()   # waits for a save still in flight
     if self.writer:
       self.writer.close()
 
