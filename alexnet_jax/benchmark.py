@@ -139,8 +139,8 @@ def input_rate(data_cfg, batch_size: int, batches: int = 20, warmup: int = 3,
 
 def gemm(n: int = 4096, warmup: int = 2, repeats: int = 5) -> dict:
   """float32 n x n matmul GFLOP/s: the roofline that a conv net's step is held to. The best
-  of at least 10 repeats (a roofline is what the machine can do; one matmul takes about
-  0.5 s on 2 cores, and single ones ran 10-20% slow there now and then), and the median."""
+  of at least 10 repeats, since a roofline is what the machine can do and single repeats
+  run slow now and then (benchmarks/README.md), and the median."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   fn = jax.jit(jnp.matmul)

@@ -30,17 +30,9 @@ is written last. A rerun with other options is a ValueError, and so is a second 
 into the same `out` while one runs (a lock on `<out>/.prepare.lock`), or an `out` inside a
 folder source. Ctrl-C stops the workers at once; the rerun resumes.
 
-Writer options (`WRITER_OPTIONS`) and encodings, measured on 500 Imagenette images prepared
-at size 256, reading every record of one shard in random order with one process
-(ArrayRecordReader.read([i]) as grain does, then `records.decode`; a shared 2-core CPU):
-  raw, default options (zstd:3)   3,500 images/s   145 MB per 1000 images
-  raw, snappy                     6,900 images/s   165 MB per 1000 images
-  raw, uncompressed              13,300 images/s   197 MB per 1000 images
-  jpeg q95, uncompressed          1,800 images/s    26 MB per 1000 images
-Raw pixels compress by only a quarter, so the shards are 'uncompressed': the fastest to read,
-far above the ~1,500 images/s per worker that training needs. JPEG is 7-8x smaller on disk
-(ImageNet: ~33 GB instead of ~250 GB) but only just fast enough; it is the choice when disk
-is short. (Measured with a throwaway script, kept in the message of the commit adding this file.)
+Shards are raw pixels, uncompressed (`WRITER_OPTIONS`): the fastest to read, since raw
+pixels compress by only a quarter; `encoding='jpeg'` is 7-8x smaller and only just fast
+enough, the choice when disk is short (the measurements: benchmarks/README.md).
 
 Worker processes are started with 'spawn' (safe after tfds has loaded TensorFlow), so a script
 calling `prepare` with workers > 1 needs the usual `if __name__ == "__main__":` guard.
