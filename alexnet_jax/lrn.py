@@ -22,6 +22,8 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from alexnet_jax import cpu_forms
+
 CONVENTIONS = ("paper", "caffe")
 
 
@@ -119,8 +121,8 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
   # On the CPU t is padded by concatenation, not a pad: XLA fuses t's computation into
   # either, and its CPU loop for a pad tests every element for the border (benchmarks/
   # README.md). Other platforms keep the pad they were measured with.
-  ts = _shifts(jax.lax.platform_dependent(t.reshape(-1, c), cpu=_concat_pixels,
-                                          default=_pad_pixels), c, x.size, c)
+  ts = _shifts((_concat_pixels if cpu_forms.active() else _pad_pixels)(t.reshape(-1, c)),
+               c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
   # two passes, which XLA:CPU then stores instead of fusing.

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from alexnet_jax import cpu_forms
 from alexnet_jax import lrn as lrn_lib
 from alexnet_jax import pooling
 
@@ -323,12 +324,13 @@ class AlexNet(nn.Module):
                  init_std=spec.init_std, dtype=self.dtype, name=spec.name)(x)
       x = self._act(x)
       self.sow("intermediates", spec.name + "_out", x)
+      h, w = x.shape[1:3]
+      if spec.post[:2] == ("lrn", "pool") and not spec.ceil_pool and cpu_forms.active():
+        # LRN (or, with it off, the pool alone) reads the pool's gradient as stored: see
+        # pooling.pad_unread; the pool's output is the same
+        x = pooling.pad_unread(x, self.pool_window, self.pool_stride)
       for i, op in enumerate(spec.post):   # sown as lrn1, pool1, ...
         if op == "lrn" and self.lrn:
-          h, w = x.shape[1:3]
-          if (spec.post[i + 1:i + 2] == ("pool",) and not spec.ceil_pool
-              and jax.default_backend() == "cpu"):
-            x = pooling.pad_unread(x, self.pool_window, self.pool_stride)   # see pooling.py
           across = self.lrn_across_towers and self.towers > 1
           if across:   # every tower's maps, then this device's share of the result
             width = x.shape[-1]

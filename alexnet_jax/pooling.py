@@ -8,7 +8,7 @@ pairs and a scatter: a large share of the paper step on a CPU (benchmarks/README
 
 On the CPU the gradient is written with strided slices and pads instead (`phase_gradient`),
 which XLA fuses into two passes; GPUs and TPUs keep select-and-scatter, which they run
-natively (`lax.platform_dependent` picks when the step is compiled):
+natively (`cpu_forms.active()` picks when the step is traced):
   1. for every pooling window, the offset (0 .. w*w - 1, row-major) of its first maximum:
      one pass reading the w*w strided views of x;
   2. the input gradient: each input pixel collects, for each offset, the output gradient of
@@ -27,6 +27,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from alexnet_jax import cpu_forms
 
 
 def _views(x: jax.Array, window: int, stride: int, out_h: int, out_w: int):
@@ -87,9 +89,9 @@ def _max_pool_bwd(window, stride, residuals, g):
     del y
     return jax.vjp(lambda x: _reduce_max(x, window, stride), x)[1](g)[0]
 
-  return (lax.platform_dependent(
-      x, y, g, cpu=lambda x, y, g: phase_gradient(x, y, g, window, stride),
-      default=xla_gradient),)
+  if cpu_forms.active():
+    return (phase_gradient(x, y, g, window, stride),)
+  return (xla_gradient(x, y, g),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -103,8 +105,8 @@ def pad_unread(x: jax.Array, window: int, stride: int) -> jax.Array:
   For whatever runs between this pad and the pool (LRN in the paper model: 55 -> 56 and
   27 -> 28), the pool's gradient is then an array read as stored instead of through a crop,
   which a flat XLA:CPU loop pays for with index arithmetic on every element
-  (benchmarks/README.md). The model pads on the CPU only: GPUs keep the shapes their loop
-  was measured with.
+  (benchmarks/README.md). The model pads, before LRN or with LRN off before the pool, where
+  `cpu_forms.active()`: GPUs keep the shapes their loop was measured with.
   """
   h, w = x.shape[1:3]
   ph, pw = -h % stride, -w % stride
