@@ -9,7 +9,7 @@ are read, not the optimiser state.
 Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
 (shorter side to max(resize_size, image_size), central crop; records.square), then on the
 device the centre crop, or the ten crops of §4.1 (corners and centre, each also flipped)
-whose softmax outputs are averaged (augment.eval_images).
+whose softmax outputs are averaged (evaluation.average_crops).
 
 Images from files: anything PIL reads, made 8-bit RGB as `launch.prepare` makes it
 (records.to_rgb: 16-bit images scaled, not clipped). An image with more than `MAX_PIXELS`
@@ -40,7 +40,7 @@ from etils import epath
 from flax import traverse_util
 from PIL import Image, ImageFile
 
-from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, models, records,
+from alexnet_jax import (checkpoint, evaluation, imagenet, loader, models, records,
                          sharding)
 from alexnet_jax import data as data_lib
 from alexnet_jax import workdir as workdir_lib
@@ -102,23 +102,6 @@ def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
   return manager, steps
 
 
-def eval_errors(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[int]
-                ) -> dict[int, float]:
-  """Validation top-1 error per checkpoint step: the checkpoint's metrics, else the last
-  'eval_top1_error' that metrics.jsonl recorded at that step."""
-  errors = {}
-  for step in steps:
-    metrics = manager.metadata(step).metrics or {}
-    if checkpoint.EVAL_METRIC in metrics:
-      errors[step] = float(metrics[checkpoint.EVAL_METRIC])
-  logged = {int(r["step"]): float(r["eval_top1_error"])
-            for r in workdir_lib.read_metrics(workdir) if "eval_top1_error" in r}
-  for step in steps:
-    if step not in errors and step in logged:
-      errors[step] = logged[step]
-  return errors
-
-
 def resolve_step(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[int],
                  step: int | str) -> int:
   """'latest', 'best' (lowest validation top-1 error) or a step number -> a saved step."""
@@ -132,12 +115,12 @@ def resolve_step(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[i
     return int(step)
   if step == "latest":
     return steps[-1]
-  if step == "best":
-    errors = eval_errors(workdir, manager, steps)
-    if not errors:
+  if step == "best":   # orbax's, from the metrics each save recorded (checkpoint.py)
+    best = manager.best_step()
+    if best is None:
       raise ValueError(f"no checkpoint in {where} has a recorded validation error, so none is "
                        f"'best'; available steps: {available}")
-    return min(errors, key=lambda s: (errors[s], -s))   # ties: the later step
+    return best
   raise ValueError(f"step must be 'latest', 'best' or a step number, got {step!r}")
 
 
@@ -351,12 +334,10 @@ def eval_size(data_cfg) -> int:
 # -------------------------------------------------------------------------- prediction
 
 def _probabilities(params, images, *, apply_fn, data_cfg, ten_crop: bool):
-  x = augment.eval_images(images, data_cfg, ten_crop=ten_crop)
-  if not ten_crop:
-    return jax.nn.softmax(apply_fn(params, x, None))
-  b, crops = x.shape[:2]
-  logits = apply_fn(params, x.reshape(b * crops, *x.shape[2:]), None).reshape(b, crops, -1)
-  return jnp.mean(jax.nn.softmax(logits), axis=1)   # §4.1: the crops' softmax, averaged
+  logits = evaluation.crop_logits(params, images, apply_fn=apply_fn, data_cfg=data_cfg,
+                                  ten_crop=ten_crop)
+  # §4.1: the ten crops' softmax, averaged, as evaluation averages them
+  return jnp.exp(evaluation.average_crops(logits)) if ten_crop else jax.nn.softmax(logits)
 
 
 def probabilities(restored: Restored, squares: np.ndarray, ten_crop: bool = False
