@@ -26,30 +26,22 @@ from alexnet_jax import augment, loader, models
 from alexnet_jax.inference import Restored, readable_names
 
 
+def _sown(model_cfg) -> list[str]:
+  return models.sown_names(model_cfg.arch, len(model_cfg.fc_features), model_cfg.lrn)
+
+
 def feature_layer(model_cfg) -> str:
   """The sown activation that feeds the classifier: the last hidden fully-connected layer
   ('fc7_out' for AlexNet), or for models without one the last conv block's output."""
-  convs = models.ARCHS[model_cfg.arch][:len(model_cfg.features)]
-  if model_cfg.fc_features:
-    return f"fc{len(convs) + len(model_cfg.fc_features)}_out"
-  last = convs[-1]
-  name = last.name + "_out"
-  for op in last.post:
-    if op in ("pool", "avgpool") or (op == "lrn" and model_cfg.lrn):
-      name = models.post_name(op, last.name)
-  return name
+  return _sown(model_cfg)[-2]
 
 
 def layer_name(model_cfg, layer: str) -> str:
   """A layer's name ('conv1'..'conv5', 'fc6', 'fc7', 'logits', or a sown name such as
   'pool5') -> the name the model sows its activation under; ValueError listing them."""
-  convs = [spec.name for spec in models.ARCHS[model_cfg.arch][:len(model_cfg.features)]]
-  fcs = [f"fc{len(convs) + 1 + i}" for i in range(len(model_cfg.fc_features) + 1)]
-  names = {**{n: n + "_out" for n in convs + fcs}, "logits": fcs[-1] + "_out"}
-  for spec in models.ARCHS[model_cfg.arch][:len(convs)]:
-    for op in spec.post:
-      if op == "pool" or model_cfg.lrn:
-        names.setdefault(op + spec.name[-1], op + spec.name[-1])
+  sown = _sown(model_cfg)
+  layers = {n.removesuffix("_out"): n for n in sown if n.endswith("_out")}
+  names = {**layers, "logits": sown[-1], **{n: n for n in sown if n not in layers.values()}}
   if layer in names:
     return names[layer]
   if layer in names.values():

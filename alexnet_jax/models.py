@@ -106,9 +106,34 @@ ARCHS = {
 ARCHS["cifar"] = ARCHS["conv_local_11pct_as_conv"]   # its earlier name, in older run.json
 
 
+# The names activations are sown under ("intermediates"), the one place they are made.
+
+def out_name(layer: str) -> str:
+  """The name a conv or fc layer's output (after its activation) is sown under: 'conv1_out'."""
+  return layer + "_out"
+
+
 def post_name(op: str, layer: str) -> str:
   """The name an op after `layer` is sown under: 'lrn1', 'pool1' (max or average)."""
   return ("pool" if op == "avgpool" else op) + layer[-1]
+
+
+def fc_names(arch: str, hidden: int) -> list[str]:
+  """The fully connected layers, numbered on from the conv layers, the last one the
+  classifier: ['fc6', 'fc7', 'fc8'] for AlexNet with `hidden` = 2."""
+  first = len(ARCHS[arch]) + 1
+  return [f"fc{first + i}" for i in range(hidden + 1)]
+
+
+def sown_names(arch: str, hidden: int, lrn: bool) -> list[str]:
+  """Every name the model sows, in the order it computes them: each conv layer's output
+  and the ops after it ('conv1_out', 'lrn1', 'pool1', ...), then each fc layer's output,
+  the last one the logits."""
+  names = []
+  for spec in ARCHS[arch]:
+    names.append(out_name(spec.name))
+    names += [post_name(op, spec.name) for op in spec.post if op != "lrn" or lrn]
+  return names + [out_name(n) for n in fc_names(arch, hidden)]
 
 _PAPER = dict(
     arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
@@ -323,7 +348,7 @@ class AlexNet(nn.Module):
                  groups=local_towers if spec.own_tower else 1, init_scheme=self.init_scheme,
                  init_std=spec.init_std, dtype=self.dtype, name=spec.name)(x)
       x = self._act(x)
-      self.sow("intermediates", spec.name + "_out", x)
+      self.sow("intermediates", out_name(spec.name), x)
       h, w = x.shape[1:3]
       if spec.post[:2] == ("lrn", "pool") and not spec.ceil_pool and cpu_forms.active():
         # LRN (or, with it off, the pool alone) reads the pool's gradient as stored: see
@@ -351,25 +376,23 @@ class AlexNet(nn.Module):
           x = pooling.avg_pool(x, self.pool_window, self.pool_stride, ceil=spec.ceil_pool)
           self.sow("intermediates", post_name(op, spec.name), x)
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
-    first_fc = len(self.features) + 1
-    for i, width in enumerate(self.fc_features):
-      name = f"fc{first_fc + i}"
+    *hidden, last = fc_names(self.arch, len(self.fc_features))
+    for name, width in zip(hidden, self.fc_features):
       if self.dropout_at == "inputs":   # all towers' inputs: the same mask on every device
         x = self._dropout(x, example_ids, train, tower_share=False)
       kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
       x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=kernel_init,
                    bias_init=bias_init)(x)
       x = self._act(x)
-      self.sow("intermediates", name + "_out", x)
+      self.sow("intermediates", out_name(name), x)
       if self.dropout_at == "outputs":
         x = self._dropout(x, example_ids, train, tower_share=True)
       x = self._gather(x)
-    name = f"fc{first_fc + len(self.fc_features)}"
-    kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
-    x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
+    kernel_init, bias_init = initializers(self.init_scheme, last, x.shape[-1])
+    x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=last,
                  kernel_init=kernel_init, bias_init=bias_init)(x)
     x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
-    self.sow("intermediates", name + "_out", x)
+    self.sow("intermediates", out_name(last), x)
     return x
 
 
