@@ -84,6 +84,12 @@ def pca_lighting_shift(alpha: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Geometry.
 
+def square_size(data_cfg) -> int:
+  """The side of the §2 square that crops are taken from: `resize_size`, or `image_size`
+  where that is larger (images no larger than the crop, CIFAR at 32)."""
+  return max(int(data_cfg.resize_size), int(data_cfg.image_size))
+
+
 def square(images: jax.Array, resize_size: int) -> jax.Array:
   """[B, R, R, 3] -> [B, resize_size, resize_size, 3] (§2): as is when R == resize_size,
   else resized on the device (linear, antialiased when shrinking) to float32 0-255."""
@@ -157,7 +163,7 @@ def train_images(images: jax.Array, key: jax.Array, data_cfg) -> jax.Array:
   all drawn from `key`: the same key gives the same batch. With data_cfg.random_crop False
   the crop is the square's centre, as in evaluation."""
   if not data_cfg.get("random_crop", True):   # no translations: the centre crop (Figure 1)
-    canvas = square(images, max(int(data_cfg.resize_size), int(data_cfg.image_size)))
+    canvas = square(images, square_size(data_cfg))
     room = canvas.shape[1] - int(data_cfg.image_size)
     _, _, flips, alphas = draw(key, images.shape[0], room, data_cfg)
     centre = jnp.full((images.shape[0],), room // 2, jnp.int32)
@@ -188,7 +194,7 @@ def eval_images(images: jax.Array, data_cfg, ten_crop: bool = False) -> jax.Arra
   or with `ten_crop` [B, 10, S, S, 3]: the five crops of TEN_CROPS, then the same five
   flipped left-right (§4.1)."""
   size = int(data_cfg.image_size)
-  x = square(images, max(int(data_cfg.resize_size), size))            # [B, R, R, 3]
+  x = square(images, square_size(data_cfg))                           # [B, R, R, 3]
   spots = _corners_and_centre(x, size)
   if not ten_crop:
     top, left = spots[CENTRE_CROP]

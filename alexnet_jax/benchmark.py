@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import loader, lrn, train
+from alexnet_jax import augment, loader, lrn, train
 
 
 def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> dict:
@@ -36,7 +36,7 @@ def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> dict
 
 def random_batch(cfg, batch_size: int, mask: bool = False) -> dict:
   rng = np.random.default_rng(0)
-  r = max(cfg.data.resize_size, cfg.data.image_size)
+  r = augment.square_size(cfg.data)
   batch = {"image": rng.integers(0, 256, (batch_size, r, r, 3), dtype=np.uint8),
            "label": rng.integers(0, cfg.model.num_classes, batch_size).astype(np.int32)}
   if mask:

@@ -7,7 +7,7 @@ for every mesh (see sharding.py), so only the target shardings change. Only the 
 are read, not the optimiser state.
 
 Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
-(shorter side to max(resize_size, image_size), central crop; records.square), then on the
+(shorter side to augment.square_size, central crop; records.square), then on the
 device the centre crop, or the ten crops of §4.1 (corners and centre, each also flipped)
 whose softmax outputs are averaged (evaluation.average_crops).
 
@@ -40,7 +40,7 @@ from etils import epath
 from flax import traverse_util
 from PIL import Image, ImageFile
 
-from alexnet_jax import (checkpoint, evaluation, imagenet, loader, models, records,
+from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, models, records,
                          sharding)
 from alexnet_jax import data as data_lib
 from alexnet_jax import workdir as workdir_lib
@@ -315,7 +315,7 @@ def load_image(path: str, target: int, convention: str = "paper", crop: int = 0
 def image_reader(data_cfg):
   """`load_image` for a run's `data` config: path -> its uint8 square (the run's
   resize_convention; 'paper' where run.json predates the field)."""
-  return functools.partial(load_image, target=eval_size(data_cfg),
+  return functools.partial(load_image, target=augment.square_size(data_cfg),
                            convention=data_cfg.get("resize_convention", "paper"),
                            crop=int(data_cfg.image_size))
 
@@ -324,11 +324,6 @@ def load_images(data_cfg, paths: Sequence[str]) -> np.ndarray:
   """uint8 squares [N, R, R, 3] of image files, as `predict_files` reads them."""
   read = image_reader(data_cfg)
   return np.stack([read(p) for p in paths])
-
-
-def eval_size(data_cfg) -> int:
-  """The side of the square that evaluation crops from (§2)."""
-  return max(int(data_cfg.resize_size), int(data_cfg.image_size))
 
 
 # -------------------------------------------------------------------------- prediction
