@@ -61,6 +61,7 @@ from PIL import Image, ImageFile
 from tqdm import tqdm
 
 from alexnet_jax import records
+from alexnet_jax import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
@@ -212,13 +213,6 @@ def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
 
 # ---------------------------------------------------------------- writing
 
-def _write_json(path: str, value) -> None:
-  """Atomic: a tmp file, then os.replace."""
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
-
-
 def _read_json(path: str):
   with open(path) as f:
     return json.load(f)
@@ -305,7 +299,7 @@ def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: 
     with contextlib.suppress(OSError):
       os.remove(tmp)   # gives a full disk its space back
     raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from e
-  _write_json(_sidecar(out, name), {"key": shard.key, "options": options,
+  workdir_lib.write_json_atomic(_sidecar(out, name), {"key": shard.key, "options": options,
                                     "class_counts": counts, "records": sum(counts),
                                     "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp),
                                     "skipped": skipped})
@@ -502,7 +496,7 @@ def _prepare(source, out, size, encoding, jpeg_quality, splits, tfds_data_dir, w
     logging.info("prepare: %s is already complete with these options; nothing to do", out)
     return info
   _write_skipped(out, info["skipped"])
-  _write_json(info_file, info)
+  workdir_lib.write_json_atomic(info_file, info)
   logging.info("prepare: wrote %s", info_file)
   return info
 
@@ -526,7 +520,5 @@ def _remove_stale_tmp(out: str) -> None:
 
 def _write_skipped(out: str, skipped: dict) -> None:
   lines = [f"{path}\t{reason}\n" for rows in skipped.values() for path, reason in rows]
-  path = os.path.join(out, SKIPPED_FILE)
-  with open(path + ".tmp", "w") as f:
+  with workdir_lib.atomic(os.path.join(out, SKIPPED_FILE)) as tmp, open(tmp, "w") as f:
     f.writelines(lines)
-  os.replace(path + ".tmp", path)
