@@ -143,9 +143,8 @@ def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:
   return np.asarray(augment.from_model_input(augment.eval_images(squares, data_cfg), data_cfg))
 
 
-def images_at(data_cfg, split: str, indices: Sequence[int], batch_size: int) -> np.ndarray:
+def images_at(data_cfg, split: str, indices: Sequence[int]) -> np.ndarray:
   """uint8 centre crops of the examples at `indices` of `split`, in the order given."""
-  del batch_size   # prepared splits are read by index
   source = loader.open_split(data_cfg, split)
   size = int(data_cfg.image_size)
   bad = [int(i) for i in indices if not 0 <= int(i) < len(source)]
@@ -209,7 +208,7 @@ def neighbour_grid(restored: Restored, query: dict, train: dict, train_split: st
   k = min(queries, len(query["images"]))
   idx, dist = nearest(query["features"][:k], train["features"], neighbours)
   data_cfg = restored.data_config(data_dir)
-  flat = images_at(data_cfg, train_split, idx.reshape(-1), restored.cfg.batch_size)
+  flat = images_at(data_cfg, train_split, idx.reshape(-1))
   names = readable_names(restored.class_names)
   save_grid(path, query["images"][:k], flat.reshape(*idx.shape, *flat.shape[1:]),
             [f"query: {names[query['labels'][i]]}" for i in range(k)],

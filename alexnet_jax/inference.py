@@ -199,10 +199,8 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   manager, steps = _manager(workdir)
   step = resolve_step(workdir, manager, steps, step)
   devices = list(jax.local_devices() if devices is None else devices)
-  saved = _tuples(info["config"])
-  # Runs written before data.input_scale existed were trained on standardised inputs.
-  saved.get("data", {}).setdefault("input_scale", "standardized")
-  cfg = local_config(ml_collections.ConfigDict(saved), len(devices), mesh_shape, batch_size)
+  cfg = local_config(ml_collections.ConfigDict(_tuples(info["config"])), len(devices),
+                     mesh_shape, batch_size)
   mesh = sharding.make_mesh(cfg, devices)
   size = cfg.data.image_size
   model = models.create_model(cfg.model, size)   # the parameters' shapes; no optimiser
@@ -314,9 +312,9 @@ def load_image(path: str, target: int, convention: str = "paper", crop: int = 0
 
 def image_reader(data_cfg):
   """`load_image` for a run's `data` config: path -> its uint8 square (the run's
-  resize_convention; 'paper' where run.json predates the field)."""
+  resize_convention)."""
   return functools.partial(load_image, target=augment.square_size(data_cfg),
-                           convention=data_cfg.get("resize_convention", "paper"),
+                           convention=data_cfg.resize_convention,
                            crop=int(data_cfg.image_size))
 
 
@@ -335,19 +333,26 @@ def _probabilities(params, images, *, apply_fn, data_cfg, ten_crop: bool):
   return jnp.exp(evaluation.average_crops(logits)) if ten_crop else jax.nn.softmax(logits)
 
 
-def probabilities(restored: Restored, squares: np.ndarray, ten_crop: bool = False
-                  ) -> np.ndarray:
-  """uint8 §2 squares [N, R, R, 3] -> softmax [N, classes], the mean of the ten crops'
-  with ten_crop; in batches of cfg.batch_size (padded to the mesh's `data` axis)."""
-  fn = _predict_fn(restored, ten_crop)
+def padded_batch(restored: Restored, n: int) -> int:
+  """The batch that `probabilities` pads every chunk of n images to, so that a call
+  compiles one shape: the run's batch size, or for fewer images the fewest rows the mesh's
+  `data` axis divides that hold them."""
   data = restored.mesh.shape[sharding.DATA]
-  batch = restored.cfg.batch_size
+  return min(restored.cfg.batch_size, max(1, math.ceil(n / data)) * data)
+
+
+def probabilities(restored: Restored, squares: np.ndarray, ten_crop: bool = False, *,
+                  pad_to: int | None = None) -> np.ndarray:
+  """uint8 §2 squares [N, R, R, 3] -> softmax [N, classes], the mean of the ten crops'
+  with ten_crop; in chunks of `pad_to` images (default `padded_batch(restored, N)`), the
+  last one padded to the same size."""
+  fn = _predict_fn(restored, ten_crop)
+  size = pad_to or padded_batch(restored, len(squares))
   out = []
-  for start in range(0, len(squares), batch):
-    chunk = np.asarray(squares[start:start + batch], np.uint8)
+  for start in range(0, len(squares), size):
+    chunk = np.asarray(squares[start:start + size], np.uint8)
     n = len(chunk)
-    padded = math.ceil(n / data) * data
-    chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), np.uint8)])
+    chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.uint8)])
     x = jax.device_put(chunk, restored.batch_sharding)
     out.append(np.asarray(jax.device_get(fn(restored.params, x)))[:n])
   if not out:
@@ -376,6 +381,7 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
   read = image_reader(restored.cfg.data)
   results = []
   batch = restored.cfg.batch_size
+  size = padded_batch(restored, len(paths))   # every chunk one shape: one compilation
   for start in range(0, len(paths), batch):
     chunk, ready = [], []
     for path in paths[start:start + batch]:
@@ -384,7 +390,8 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
         ready.append({"image": path})
       except ImageError as e:
         ready.append({"image": path, "error": str(e)})
-    probs = iter(probabilities(restored, np.stack(chunk), ten_crop) if chunk else [])
+    probs = iter(probabilities(restored, np.stack(chunk), ten_crop, pad_to=size)
+                 if chunk else [])
     for r in ready:
       if "error" not in r:
         r["top"] = top_k(next(probs), restored.class_names, k)
