@@ -4,9 +4,10 @@ Started that way on Linux, a launcher first re-executes itself once with glibc's
 backing large allocations by transparent huge pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`,
 glibc 2.35 or later). XLA:CPU allocates a step's buffers afresh at every execution, which
 glibc maps and unmaps each time, so the kernel faults them in and zeroes them page by page;
-2 MiB pages make that a small fraction (benchmarks/README.md, "Huge pages"). glibc reads the setting only when a process starts, hence
-the re-execution, done here before anything heavy is imported. A `glibc.malloc.hugetlb`
-already in GLIBC_TUNABLES is left alone (`=0` turns this off).
+2 MiB pages make that a small fraction (benchmarks/README.md has the figures). glibc reads
+the setting only when a process starts, hence the re-execution, done here before anything
+heavy is imported. A `glibc.malloc.hugetlb` already in GLIBC_TUNABLES is left alone (`=0`
+turns this off).
 """
 from __future__ import annotations
 
