@@ -84,6 +84,12 @@ def pca_lighting_shift(alpha: jax.Array) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Geometry.
 
+def square_size(data_cfg) -> int:
+  """The side of the §2 square that crops are taken from: `resize_size`, or `image_size`
+  where that is larger (images no larger than the crop, CIFAR at 32)."""
+  return max(int(data_cfg.resize_size), int(data_cfg.image_size))
+
+
 def square(images: jax.Array, resize_size: int) -> jax.Array:
   """[B, R, R, 3] -> [B, resize_size, resize_size, 3] (§2): as is when R == resize_size,
   else resized on the device (linear, antialiased when shrinking) to float32 0-255."""
@@ -157,7 +163,7 @@ def train_images(images: jax.Array, key: jax.Array, data_cfg) -> jax.Array:
   all drawn from `key`: the same key gives the same batch. With data_cfg.random_crop False
   the crop is the square's centre, as in evaluation."""
   if not data_cfg.get("random_crop", True):   # no translations: the centre crop (Figure 1)
-    canvas = square(images, max(int(data_cfg.resize_size), int(data_cfg.image_size)))
+    canvas = square(images, square_size(data_cfg))
     room = canvas.shape[1] - int(data_cfg.image_size)
     _, _, flips, alphas = draw(key, images.shape[0], room, data_cfg)
     centre = jnp.full((images.shape[0],), room // 2, jnp.int32)
@@ -170,20 +176,28 @@ def train_images(images: jax.Array, key: jax.Array, data_cfg) -> jax.Array:
 # ---------------------------------------------------------------------------------------------
 # Evaluation (§4.1).
 
+# The ten crops' order (§4.1): these five, then the same five flipped left-right.
+TEN_CROPS = ("top left", "top right", "bottom left", "bottom right", "centre")
+CENTRE_CROP = TEN_CROPS.index("centre")   # the unflipped centre crop's index of the ten
+
+
 def _corners_and_centre(images: jax.Array, size: int) -> list[tuple[int, int]]:
+  """(top, left) of each of TEN_CROPS' five crops, in that order."""
   room = images.shape[1] - size
-  return [(0, 0), (0, room), (room, 0), (room, room), (room // 2, room // 2)]
+  at = {"top left": (0, 0), "top right": (0, room), "bottom left": (room, 0),
+        "bottom right": (room, room), "centre": (room // 2, room // 2)}
+  return [at[name] for name in TEN_CROPS]
 
 
 def eval_images(images: jax.Array, data_cfg, ten_crop: bool = False) -> jax.Array:
   """uint8 [B, R, R, 3] -> float32 model input: the centre S crop of the square, [B, S, S, 3],
-  or with `ten_crop` [B, 10, S, S, 3]: top-left, top-right, bottom-left, bottom-right and
-  centre crops, then the same five flipped left-right (§4.1)."""
+  or with `ten_crop` [B, 10, S, S, 3]: the five crops of TEN_CROPS, then the same five
+  flipped left-right (§4.1)."""
   size = int(data_cfg.image_size)
-  x = square(images, max(int(data_cfg.resize_size), size))            # [B, R, R, 3]
+  x = square(images, square_size(data_cfg))                           # [B, R, R, 3]
   spots = _corners_and_centre(x, size)
   if not ten_crop:
-    top, left = spots[-1]
+    top, left = spots[CENTRE_CROP]
     return to_model_input(x[:, top:top + size, left:left + size], data_cfg)
   crops = jnp.stack([x[:, t:t + size, l:l + size] for t, l in spots], axis=1)  # [B, 5, S, S, 3]
   crops = jnp.concatenate([crops, crops[:, :, :, ::-1]], axis=1)     # [B, 10, S, S, 3]

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import loader, lrn, train
+from alexnet_jax import augment, loader, lrn, train
 
 
 def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> dict:
@@ -34,9 +34,9 @@ def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> dict
   return {"median_s": statistics.median(times), "min_s": min(times), "max_s": max(times)}
 
 
-def _random_batch(cfg, batch_size: int, mask: bool = False) -> dict:
+def random_batch(cfg, batch_size: int, mask: bool = False) -> dict:
   rng = np.random.default_rng(0)
-  r = max(cfg.data.resize_size, cfg.data.image_size)
+  r = augment.square_size(cfg.data)
   batch = {"image": rng.integers(0, 256, (batch_size, r, r, 3), dtype=np.uint8),
            "label": rng.integers(0, cfg.model.num_classes, batch_size).astype(np.int32)}
   if mask:
@@ -44,7 +44,7 @@ def _random_batch(cfg, batch_size: int, mask: bool = False) -> dict:
   return batch
 
 
-class _Stepper:
+class Stepper:
   """A trainer, its state and sums, and one call: the step exactly as the loop makes it."""
 
   def __init__(self, cfg):
@@ -62,16 +62,16 @@ def train_and_eval_step(cfg: ml_collections.ConfigDict, warmup: int = 2, repeats
                         ) -> dict:
   """Training step (augmentation, forward, backward, SGD update) and evaluation images/s,
   compile time, and XLA's FLOP count of one training image."""
-  stepper = _Stepper(cfg)
+  stepper = Stepper(cfg)
   trainer = stepper.trainer
-  batch = trainer.device_batch(_random_batch(cfg, cfg.batch_size))
+  batch = trainer.device_batch(random_batch(cfg, cfg.batch_size))
   t = time.perf_counter()
   compiled = trainer.train_step.lower(stepper.state, stepper.sums, batch, stepper.key).compile()
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   timed = _median_seconds(lambda: stepper(batch), warmup, repeats)
-  eval_batch = _random_batch(cfg, cfg.batch_size, mask=True)
+  eval_batch = random_batch(cfg, cfg.batch_size, mask=True)
   evaluated = _median_seconds(
       lambda: trainer.evaluator.run(stepper.state.params, [eval_batch]), warmup, repeats)
   b = cfg.batch_size
@@ -81,7 +81,7 @@ def train_and_eval_step(cfg: ml_collections.ConfigDict, warmup: int = 2, repeats
           "train_gflop_per_image": float(cost.get("flops", 0.0)) / b / 1e9}
 
 
-def _loop_seconds(stepper: _Stepper, cfg, steps: int, warmup: int, workers: int,
+def _loop_seconds(stepper: Stepper, cfg, steps: int, warmup: int, workers: int,
                   thread: bool) -> tuple[float, dict]:
   """Seconds per step of the loop, and a batch it read."""
   batches = loader.DeviceIterator(
@@ -105,7 +105,7 @@ def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, worke
   alone on one batch in the same process: how much of the step's speed the loop keeps.
   The loop as `train.py` runs it (batches read and put on the devices by a background
   thread), and for comparison with the loop's own thread doing both ('inline')."""
-  stepper = _Stepper(cfg)
+  stepper = Stepper(cfg)
   loop_s, batch = _loop_seconds(stepper, cfg, steps, warmup, workers, thread=True)
   inline_s, _ = _loop_seconds(stepper, cfg, steps, warmup, workers, thread=False)
   t = time.perf_counter()
@@ -139,8 +139,8 @@ def input_rate(data_cfg, batch_size: int, batches: int = 20, warmup: int = 3,
 
 def gemm(n: int = 4096, warmup: int = 2, repeats: int = 5) -> dict:
   """float32 n x n matmul GFLOP/s: the roofline that a conv net's step is held to. The best
-  of at least 10 repeats (a roofline is what the machine can do; one matmul takes about
-  0.5 s on 2 cores, and single ones ran 10-20% slow there now and then), and the median."""
+  of at least 10 repeats, since a roofline is what the machine can do and single repeats
+  run slow now and then (benchmarks/README.md), and the median."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
   fn = jax.jit(jnp.matmul)

@@ -41,7 +41,8 @@ def create_manager(workdir, keep: int = 3, read_only: bool = False) -> ocp.Check
                      keep_checkpoints_without_metrics=False),
   ])
   options = ocp.CheckpointManagerOptions(
-      # best_fn makes orbax record the metrics passed to save(); preservation uses them.
+      # best_fn makes orbax record the metrics passed to save(); preservation and
+      # best_step() (the "best" of inference.resolve_step) use them.
       best_fn=lambda m: m[EVAL_METRIC], best_mode="min",
       preservation_policy=preserve, create=not read_only, read_only=read_only,
       cleanup_tmp_directories=not read_only,   # saves a crash interrupted

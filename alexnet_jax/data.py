@@ -14,7 +14,7 @@ import os
 
 from absl import logging
 
-from alexnet_jax import loader
+from alexnet_jax import augment, loader
 
 NAMES = ("prepared", "tfds", "shapes")
 
@@ -34,7 +34,7 @@ def resolve(cfg, workdir: str):
     from alexnet_jax import synthetic  # pylint: disable=import-outside-toplevel
     root = data.data_dir or _shapes_root(workdir, cfg)
     synthetic.make_prepared_shapes(root, num_classes=int(cfg.model.num_classes),
-                                   size=max(int(data.resize_size), int(data.image_size)))
+                                   size=augment.square_size(data))
     data.name, data.data_dir = "prepared", root
   return cfg
 
@@ -42,7 +42,7 @@ def resolve(cfg, workdir: str):
 def _shapes_root(workdir: str, cfg) -> str:
   if "://" not in str(workdir):
     return os.path.join(workdir, "shapes")
-  size = max(int(cfg.data.resize_size), int(cfg.data.image_size))
+  size = augment.square_size(cfg.data)
   return os.path.join(os.path.expanduser("~/.cache/alexnet_jax"),
                       f"shapes_{int(cfg.model.num_classes)}_{size}")
 
@@ -81,7 +81,7 @@ def check_classes(data_cfg, num_classes: int) -> list[str]:
 def log_resize(data_cfg, stored: int) -> None:
   """A log line when the stored squares are not the size the crops are taken from, so that
   every batch is resized on the device (augment.square), which costs time at every step."""
-  target = max(int(data_cfg.resize_size), int(data_cfg.image_size))
+  target = augment.square_size(data_cfg)
   if stored != target:
     logging.info("%s holds %dx%d squares: every batch is resized to %dx%d on the device "
                  "(prepare it with --size=%d to skip that)", loader.describe(data_cfg), stored,

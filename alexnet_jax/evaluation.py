@@ -1,4 +1,5 @@
-"""Evaluation (§4.1, §6): the one loop that training, `launch.evaluate` and features use.
+"""Evaluation (§4.1, §6): the one loop that training, `launch.evaluate` and features use,
+and the one ten-crop average, which `launch.predict` uses too.
 
 The host feeds uint8 squares (loader.eval_batches); the device takes the centre crop, or
 the ten crops of §4.1 (the four corners and the centre, each also flipped), and adds up
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from alexnet_jax import augment
 
-CENTRE_CROP = 4   # the centre crop's index in augment.eval_images' ten-crop order
+CENTRE_CROP = augment.CENTRE_CROP   # the centre crop's index among the ten crops
 
 
 def metric_sums(logits, labels, mask) -> dict:
@@ -42,19 +43,35 @@ def normalize(sums: dict) -> dict:
   return {k: float(v) / n for k, v in sums.items() if k != "count"}
 
 
+def crop_logits(params, squares: jax.Array, *, apply_fn, data_cfg, ten_crop: bool
+                ) -> jax.Array:
+  """uint8 squares [B, R, R, 3] -> the centre crop's logits [B, classes], or with ten_crop
+  every crop's, [B, 10, classes] (augment.eval_images' order)."""
+  images = augment.eval_images(squares, data_cfg, ten_crop=ten_crop)
+  if not ten_crop:
+    return apply_fn(params, images, None)
+  b, crops = images.shape[:2]
+  return apply_fn(params, images.reshape(b * crops, *images.shape[2:]), None).reshape(
+      b, crops, -1)
+
+
+def average_crops(logits: jax.Array) -> jax.Array:
+  """[B, crops, classes] -> [B, classes]: the log of the mean of the crops' softmax (§4.1),
+  as a log-sum-exp of log-softmaxes, finite where every crop's softmax underflows."""
+  return (jax.scipy.special.logsumexp(jax.nn.log_softmax(logits), axis=1)
+          - jnp.log(logits.shape[1]))
+
+
 def eval_sums(params, batch: dict, *, apply_fn, data_cfg, ten_crop: bool) -> dict:
   """{'single_crop': sums} for one uint8 batch, and 'ten_crop' too with ten_crop (the
   single crop is then the centre one of the same pass)."""
   labels, mask = batch["label"], batch["mask"]
-  images = augment.eval_images(batch["image"], data_cfg, ten_crop=ten_crop)
+  out = crop_logits(params, batch["image"], apply_fn=apply_fn, data_cfg=data_cfg,
+                    ten_crop=ten_crop)
   if not ten_crop:
-    return {"single_crop": metric_sums(apply_fn(params, images, None), labels, mask)}
-  b, crops = images.shape[:2]
-  out = apply_fn(params, images.reshape(b * crops, *images.shape[2:]), None).reshape(b, crops, -1)
-  log_mean_probs = (jax.scipy.special.logsumexp(jax.nn.log_softmax(out), axis=1)
-                    - jnp.log(crops))
+    return {"single_crop": metric_sums(out, labels, mask)}
   return {"single_crop": metric_sums(out[:, CENTRE_CROP], labels, mask),
-          "ten_crop": metric_sums(log_mean_probs, labels, mask)}
+          "ten_crop": metric_sums(average_crops(out), labels, mask)}
 
 
 class Evaluator:

@@ -13,6 +13,7 @@ import os
 import socket
 import time
 
+from absl import logging
 from etils import epath
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
@@ -58,3 +59,25 @@ class ScalarWriter:
 
   def close(self) -> None:
     self._records.close()
+
+
+class MetricWriter:
+  """Where a step's scalars go: TensorBoard events and one row of `<workdir>/metrics.jsonl`
+  for scripts (with `files`: process 0), and a log line (every process)."""
+
+  def __init__(self, workdir, steps_per_epoch: int, files: bool = True):
+    self._workdir, self._steps_per_epoch = workdir, steps_per_epoch
+    self._events = ScalarWriter(workdir) if files else None
+
+  def write(self, step: int, scalars: dict, line: str = "") -> None:
+    """Logs `line`, if any, and records `scalars` at `step` (metrics.jsonl adds the epoch)."""
+    if line:
+      logging.info("%s", line)
+    if self._events:
+      self._events.scalars(step, scalars)
+      workdir_lib.append_metrics(self._workdir, {
+          "step": step, "epoch": step / self._steps_per_epoch, **scalars})
+
+  def close(self) -> None:
+    if self._events:
+      self._events.close()

@@ -26,30 +26,22 @@ from alexnet_jax import augment, loader, models
 from alexnet_jax.inference import Restored, readable_names
 
 
+def _sown(model_cfg) -> list[str]:
+  return models.sown_names(model_cfg.arch, len(model_cfg.fc_features), model_cfg.lrn)
+
+
 def feature_layer(model_cfg) -> str:
   """The sown activation that feeds the classifier: the last hidden fully-connected layer
   ('fc7_out' for AlexNet), or for models without one the last conv block's output."""
-  convs = models.ARCHS[model_cfg.arch][:len(model_cfg.features)]
-  if model_cfg.fc_features:
-    return f"fc{len(convs) + len(model_cfg.fc_features)}_out"
-  last = convs[-1]
-  name = last.name + "_out"
-  for op in last.post:
-    if op in ("pool", "avgpool") or (op == "lrn" and model_cfg.lrn):
-      name = models.post_name(op, last.name)
-  return name
+  return _sown(model_cfg)[-2]
 
 
 def layer_name(model_cfg, layer: str) -> str:
   """A layer's name ('conv1'..'conv5', 'fc6', 'fc7', 'logits', or a sown name such as
   'pool5') -> the name the model sows its activation under; ValueError listing them."""
-  convs = [spec.name for spec in models.ARCHS[model_cfg.arch][:len(model_cfg.features)]]
-  fcs = [f"fc{len(convs) + 1 + i}" for i in range(len(model_cfg.fc_features) + 1)]
-  names = {**{n: n + "_out" for n in convs + fcs}, "logits": fcs[-1] + "_out"}
-  for spec in models.ARCHS[model_cfg.arch][:len(convs)]:
-    for op in spec.post:
-      if op == "pool" or model_cfg.lrn:
-        names.setdefault(op + spec.name[-1], op + spec.name[-1])
+  sown = _sown(model_cfg)
+  layers = {n.removesuffix("_out"): n for n in sown if n.endswith("_out")}
+  names = {**layers, "logits": sown[-1], **{n: n for n in sown if n not in layers.values()}}
   if layer in names:
     return names[layer]
   if layer in names.values():
@@ -151,9 +143,8 @@ def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:
   return np.asarray(augment.from_model_input(augment.eval_images(squares, data_cfg), data_cfg))
 
 
-def images_at(data_cfg, split: str, indices: Sequence[int], batch_size: int) -> np.ndarray:
+def images_at(data_cfg, split: str, indices: Sequence[int]) -> np.ndarray:
   """uint8 centre crops of the examples at `indices` of `split`, in the order given."""
-  del batch_size   # prepared splits are read by index
   source = loader.open_split(data_cfg, split)
   size = int(data_cfg.image_size)
   bad = [int(i) for i in indices if not 0 <= int(i) < len(source)]
@@ -217,7 +208,7 @@ def neighbour_grid(restored: Restored, query: dict, train: dict, train_split: st
   k = min(queries, len(query["images"]))
   idx, dist = nearest(query["features"][:k], train["features"], neighbours)
   data_cfg = restored.data_config(data_dir)
-  flat = images_at(data_cfg, train_split, idx.reshape(-1), restored.cfg.batch_size)
+  flat = images_at(data_cfg, train_split, idx.reshape(-1))
   names = readable_names(restored.class_names)
   save_grid(path, query["images"][:k], flat.reshape(*idx.shape, *flat.shape[1:]),
             [f"query: {names[query['labels'][i]]}" for i in range(k)],

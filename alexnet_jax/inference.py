@@ -7,9 +7,9 @@ for every mesh (see sharding.py), so only the target shardings change. Only the 
 are read, not the optimiser state.
 
 Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
-(shorter side to max(resize_size, image_size), central crop; records.square), then on the
+(shorter side to augment.square_size, central crop; records.square), then on the
 device the centre crop, or the ten crops of §4.1 (corners and centre, each also flipped)
-whose softmax outputs are averaged (augment.eval_images).
+whose softmax outputs are averaged (evaluation.average_crops).
 
 Images from files: anything PIL reads, made 8-bit RGB as `launch.prepare` makes it
 (records.to_rgb: 16-bit images scaled, not clipped). An image with more than `MAX_PIXELS`
@@ -102,23 +102,6 @@ def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
   return manager, steps
 
 
-def eval_errors(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[int]
-                ) -> dict[int, float]:
-  """Validation top-1 error per checkpoint step: the checkpoint's metrics, else the last
-  'eval_top1_error' that metrics.jsonl recorded at that step."""
-  errors = {}
-  for step in steps:
-    metrics = manager.metadata(step).metrics or {}
-    if checkpoint.EVAL_METRIC in metrics:
-      errors[step] = float(metrics[checkpoint.EVAL_METRIC])
-  logged = {int(r["step"]): float(r["eval_top1_error"])
-            for r in workdir_lib.read_metrics(workdir) if "eval_top1_error" in r}
-  for step in steps:
-    if step not in errors and step in logged:
-      errors[step] = logged[step]
-  return errors
-
-
 def resolve_step(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[int],
                  step: int | str) -> int:
   """'latest', 'best' (lowest validation top-1 error) or a step number -> a saved step."""
@@ -132,12 +115,12 @@ def resolve_step(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[i
     return int(step)
   if step == "latest":
     return steps[-1]
-  if step == "best":
-    errors = eval_errors(workdir, manager, steps)
-    if not errors:
+  if step == "best":   # orbax's, from the metrics each save recorded (checkpoint.py)
+    best = manager.best_step()
+    if best is None:
       raise ValueError(f"no checkpoint in {where} has a recorded validation error, so none is "
                        f"'best'; available steps: {available}")
-    return min(errors, key=lambda s: (errors[s], -s))   # ties: the later step
+    return best
   raise ValueError(f"step must be 'latest', 'best' or a step number, got {step!r}")
 
 
@@ -216,10 +199,8 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   manager, steps = _manager(workdir)
   step = resolve_step(workdir, manager, steps, step)
   devices = list(jax.local_devices() if devices is None else devices)
-  saved = _tuples(info["config"])
-  # Runs written before data.input_scale existed were trained on standardised inputs.
-  saved.get("data", {}).setdefault("input_scale", "standardized")
-  cfg = local_config(ml_collections.ConfigDict(saved), len(devices), mesh_shape, batch_size)
+  cfg = local_config(ml_collections.ConfigDict(_tuples(info["config"])), len(devices),
+                     mesh_shape, batch_size)
   mesh = sharding.make_mesh(cfg, devices)
   size = cfg.data.image_size
   model = models.create_model(cfg.model, size)   # the parameters' shapes; no optimiser
@@ -331,9 +312,9 @@ def load_image(path: str, target: int, convention: str = "paper", crop: int = 0
 
 def image_reader(data_cfg):
   """`load_image` for a run's `data` config: path -> its uint8 square (the run's
-  resize_convention; 'paper' where run.json predates the field)."""
-  return functools.partial(load_image, target=eval_size(data_cfg),
-                           convention=data_cfg.get("resize_convention", "paper"),
+  resize_convention)."""
+  return functools.partial(load_image, target=augment.square_size(data_cfg),
+                           convention=data_cfg.resize_convention,
                            crop=int(data_cfg.image_size))
 
 
@@ -343,35 +324,35 @@ def load_images(data_cfg, paths: Sequence[str]) -> np.ndarray:
   return np.stack([read(p) for p in paths])
 
 
-def eval_size(data_cfg) -> int:
-  """The side of the square that evaluation crops from (§2)."""
-  return max(int(data_cfg.resize_size), int(data_cfg.image_size))
-
-
 # -------------------------------------------------------------------------- prediction
 
 def _probabilities(params, images, *, apply_fn, data_cfg, ten_crop: bool):
-  x = augment.eval_images(images, data_cfg, ten_crop=ten_crop)
-  if not ten_crop:
-    return jax.nn.softmax(apply_fn(params, x, None))
-  b, crops = x.shape[:2]
-  logits = apply_fn(params, x.reshape(b * crops, *x.shape[2:]), None).reshape(b, crops, -1)
-  return jnp.mean(jax.nn.softmax(logits), axis=1)   # §4.1: the crops' softmax, averaged
+  logits = evaluation.crop_logits(params, images, apply_fn=apply_fn, data_cfg=data_cfg,
+                                  ten_crop=ten_crop)
+  # §4.1: the ten crops' softmax, averaged, as evaluation averages them
+  return jnp.exp(evaluation.average_crops(logits)) if ten_crop else jax.nn.softmax(logits)
 
 
-def probabilities(restored: Restored, squares: np.ndarray, ten_crop: bool = False
-                  ) -> np.ndarray:
-  """uint8 §2 squares [N, R, R, 3] -> softmax [N, classes], the mean of the ten crops'
-  with ten_crop; in batches of cfg.batch_size (padded to the mesh's `data` axis)."""
-  fn = _predict_fn(restored, ten_crop)
+def padded_batch(restored: Restored, n: int) -> int:
+  """The batch that `probabilities` pads every chunk of n images to, so that a call
+  compiles one shape: the run's batch size, or for fewer images the fewest rows the mesh's
+  `data` axis divides that hold them."""
   data = restored.mesh.shape[sharding.DATA]
-  batch = restored.cfg.batch_size
+  return min(restored.cfg.batch_size, max(1, math.ceil(n / data)) * data)
+
+
+def probabilities(restored: Restored, squares: np.ndarray, ten_crop: bool = False, *,
+                  pad_to: int | None = None) -> np.ndarray:
+  """uint8 §2 squares [N, R, R, 3] -> softmax [N, classes], the mean of the ten crops'
+  with ten_crop; in chunks of `pad_to` images (default `padded_batch(restored, N)`), the
+  last one padded to the same size."""
+  fn = _predict_fn(restored, ten_crop)
+  size = pad_to or padded_batch(restored, len(squares))
   out = []
-  for start in range(0, len(squares), batch):
-    chunk = np.asarray(squares[start:start + batch], np.uint8)
+  for start in range(0, len(squares), size):
+    chunk = np.asarray(squares[start:start + size], np.uint8)
     n = len(chunk)
-    padded = math.ceil(n / data) * data
-    chunk = np.concatenate([chunk, np.zeros((padded - n, *chunk.shape[1:]), np.uint8)])
+    chunk = np.concatenate([chunk, np.zeros((size - n, *chunk.shape[1:]), np.uint8)])
     x = jax.device_put(chunk, restored.batch_sharding)
     out.append(np.asarray(jax.device_get(fn(restored.params, x)))[:n])
   if not out:
@@ -400,6 +381,7 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
   read = image_reader(restored.cfg.data)
   results = []
   batch = restored.cfg.batch_size
+  size = padded_batch(restored, len(paths))   # every chunk one shape: one compilation
   for start in range(0, len(paths), batch):
     chunk, ready = [], []
     for path in paths[start:start + batch]:
@@ -408,7 +390,8 @@ def predict_files(restored: Restored, paths: Sequence[str], *, ten_crop: bool = 
         ready.append({"image": path})
       except ImageError as e:
         ready.append({"image": path, "error": str(e)})
-    probs = iter(probabilities(restored, np.stack(chunk), ten_crop) if chunk else [])
+    probs = iter(probabilities(restored, np.stack(chunk), ten_crop, pad_to=size)
+                 if chunk else [])
     for r in ready:
       if "error" not in r:
         r["top"] = top_k(next(probs), restored.class_names, k)

@@ -8,51 +8,12 @@ does, so the same published number normalises n times more weakly there. `conven
 picks which reading of `alpha` is meant: 'paper' (alpha' = alpha, what
 `tf.nn.local_response_normalization` computes) or 'caffe' (alpha' = alpha / n).
 
-How it is computed. On XLA:CPU this is memory- and page-fault-bound (every fresh full-size
-array costs a pass over memory and, with glibc's default malloc, ~0.1 s of page faults at the
-conv1 size; the launchers now ask for huge pages, launch/__init__.py), so the aim is few
-fused, vectorised passes and nothing stored:
-
-* x is flattened and copied once with a zero pixel either side; a shift along the channels
-  is then a slice of that copy that runs into the neighbouring pixel, where a channel mask
-  zeroes it. The copy matters inside the model: without it XLA fuses the bias add and ReLU
-  that produce x into every pass, reads the per-channel bias through flat shifted indices
-  (a gather, not vectorised) five times per element, and LRN's forward on relu(z + b) at
-  [128, 55, 55, 96] took 270 ms against 58 ms on a stored x (41 ms for the copy itself).
-* The gradient is a custom VJP in two fused passes: t = g x d^(-beta-1), then
-  g d^-beta - 2 alpha beta x (window sum of t), with beta = 0.75 as rsqrt(d) * sqrt(rsqrt(d))
-  (`d ** -beta` is exp(log) and makes a pass ~6x slower). Each pass recomputes d in its own
-  summation order: when forward and backward compute the same rsqrt(d), XLA merges them and
-  XLA:CPU, which does not duplicate an rsqrt into several fusions, stores rsqrt(d) and
-  rsqrt(d)^1.5 as two more full-size arrays (seen in the step's optimized HLO).
-
-In the training step (side by side in one process, interleaved, medians of 4, batch 128,
-jax 0.10.2, 2 cores of an "Intel Xeon Processor" VM with AVX-512, /tmp script building one
-`train.Trainer` per variant): without LRN 41.0 images/s (3.12 s), the blockwise version
-before this one 33.9 (3.77 s, LRN 17%), this one 35.1 (3.65 s, LRN 14.5%). Once pooling's
-gradient was fixed (pooling.py), a profile put most of what was left in the backward pass
-that computes t: a flat 1-D loop whose operands are [N, H, W, C] arrays pays a division per
-element to locate each pixel, so the pads are now rows of C (`_pad_pixels`): the paper step
-2.99 -> 2.94 s, against 2.54-2.57 s without LRN (same process series, batch 128). That
-pass also read the pooling gradient through a crop (55 of its 56 interleaved rows), with
-index arithmetic on every element; the model now pads LRN's input to 56 (28 at conv2) where
-no pooling window reads (pooling.pad_unread), and the pass halved (conv1: 200 -> 102
-thread-ms): 3.08 -> 2.88-2.96 s, on a day the step without LRN took 2.64; then t padded by
-concatenation instead of a pad: 2.82-2.88 -> 2.73-2.75 s. The earlier
-`launch.benchmark --what=lrn` (~0.2 s) times only the backward: with just the gradient
-needed, XLA drops the forward; and its input has no bias add and ReLU to fuse in. That is
-why the in-step cost was ~2x the standalone one.
-
-Older measurements, jax 0.10.2 on a 2-core AMD EPYC, `launch.benchmark --what=train`
-medians (images/s, batch 128): the paper model 26.3 with a one-pass backward that
-recomputes d at each of the n window positions (O(n^2) work), 32.6 with these two passes,
-42.3 without LRN; the `cifar`
-net (n = 9) 285 one-pass, 387 two-pass, 491 without LRN. Alone, on [128, 55, 55, 96], the
-one-pass backward is faster (113 vs 201 ms fwd+bwd), but inside the training step it is not.
-Earlier single-core measurements of the conv1 activation alone: one pass over zero-padded
-copies 664 ms; pad + shifted slices 772, its autodiff 1386; reduce_window 730; cumsum 1398;
-banded [C, C] matmul 881; channels-major transpose 1555; `**` 1934; 1-D convolution over
-channels ~4700; tf.nn.local_response_normalization 1884 and torch's 5054 on two cores.
+How it is computed. On XLA:CPU this is memory-bound, so the aim is few fused, vectorised
+passes and nothing stored: x is copied once with a zero pixel either side, so that a shift
+along the channels is a plain slice of that copy (a channel mask zeroes what runs into the
+neighbouring pixel), and the gradient is a custom VJP of two fused passes, each computing
+the denominator in its own order so that XLA does not store rsqrt(d). Each form, and the
+speed it was chosen for, is in benchmarks/README.md ("LRN's forms").
 """
 from __future__ import annotations
 
@@ -60,6 +21,8 @@ import functools
 
 import jax
 import jax.numpy as jnp
+
+from alexnet_jax import cpu_forms
 
 CONVENTIONS = ("paper", "caffe")
 
@@ -156,11 +119,10 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
   g0 = g.reshape(-1)
   t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
   # On the CPU t is padded by concatenation, not a pad: XLA fuses t's computation into
-  # either, and its CPU loop for a pad tests every element for the border (the paper step:
-  # 2.82-2.88 s with a pad, 2.73-2.75 with this, same process series). Other platforms
-  # keep the pad they were measured with.
-  ts = _shifts(jax.lax.platform_dependent(t.reshape(-1, c), cpu=_concat_pixels,
-                                          default=_pad_pixels), c, x.size, c)
+  # either, and its CPU loop for a pad tests every element for the border (benchmarks/
+  # README.md). Other platforms keep the pad they were measured with.
+  ts = _shifts((_concat_pixels if cpu_forms.active() else _pad_pixels)(t.reshape(-1, c)),
+               c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
   # two passes, which XLA:CPU then stores instead of fusing.
@@ -172,11 +134,11 @@ def _lrn_bwd(n, k, alpha, beta, x, g):
 _lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
-# For an input that is already stored (LRN after max pooling, as in the `cifar` (now `conv_local_11pct_as_conv`) net's first
-# block), the padded copy above is a pass with nothing to save: read it in place instead.
-# Inner rows of the leading axis are sliced directly; the first and last rows, whose shifted
-# slices would run off the array, go through a small padded copy. Measured side by side in
-# one process: the `cifar` step 458 images/s this way against 419 with the padded copy.
+# For an input that is already stored (LRN after max pooling, as in the
+# `conv_local_11pct_as_conv` net's first block), the padded copy above is a pass with nothing
+# to save: read it in place instead. Inner rows of the leading axis are sliced directly; the
+# first and last rows, whose shifted slices would run off the array, go through a small
+# padded copy (faster in the step: benchmarks/README.md).
 
 def _in_place(fn, *arrays: jax.Array) -> jax.Array:
   """fn(take_0, take_1, ...) for same-shaped [A, ..., C] arrays read in place."""

@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
+from alexnet_jax import cpu_forms
 from alexnet_jax import lrn as lrn_lib
 from alexnet_jax import pooling
 
@@ -102,62 +103,39 @@ ARCHS = {
         ConvSpec("conv3", 5, 1, 2, False, ("avgpool",), ceil_pool=True, init_std=0.01),
     ),
 }
-ARCHS["cifar"] = ARCHS["conv_local_11pct_as_conv"]   # its earlier name, in older run.json
+
+
+# The names activations are sown under ("intermediates"), the one place they are made.
+
+def out_name(layer: str) -> str:
+  """The name a conv or fc layer's output (after its activation) is sown under: 'conv1_out'."""
+  return layer + "_out"
 
 
 def post_name(op: str, layer: str) -> str:
   """The name an op after `layer` is sown under: 'lrn1', 'pool1' (max or average)."""
   return ("pool" if op == "avgpool" else op) + layer[-1]
 
-_PAPER = dict(
-    arch="alexnet", features=(96, 256, 384, 384, 256), fc_features=(4096, 4096), towers=2,
-    conv1_padding=-1, lrn=True, lrn_n=5, lrn_k=2.0, lrn_alpha=1e-4, lrn_beta=0.75,
-    lrn_convention="paper", pool_window=3, pool_stride=2, activation="relu", dropout=0.5,
-    dropout_at="outputs", init_scheme="paper", num_classes=1000, dtype="float32",
-    lrn_across_towers=False)
 
-PRESETS = {
-    "paper": _PAPER,
-    "paper_one_tower": {**_PAPER, "towers": 1},
-    # torchvision's AlexNet, from "One weird trick for parallelizing CNNs" (Krizhevsky 2014).
-    "owt": {**_PAPER, "features": (64, 192, 384, 256, 256), "towers": 1, "conv1_padding": 2,
-            "lrn": False, "dropout_at": "inputs"},
-    "small": {**_PAPER, "features": (48, 128, 192, 192, 128), "fc_features": (2048, 2048),
-              "towers": 1},
-    # cuda-convnet's CIFAR-10 nets (ARCHS above). Their cross-map response norm is
-    # x / (1 + (scale / size) * sum of squares)^pow with size 9, scale 0.001, pow 0.75.
-    "conv_local_11pct": {
-        **_PAPER, "arch": "conv_local_11pct", "features": (64, 64, 64, 32), "fc_features": (),
-        "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3, "lrn_convention": "caffe",
-        "dropout": 0.0, "init_scheme": "cuda_convnet", "num_classes": 10},
-    "conv_local_11pct_as_conv": {
-        **_PAPER, "arch": "conv_local_11pct_as_conv", "features": (64, 64, 64, 32),
-        "fc_features": (), "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3,
-        "lrn_convention": "caffe", "dropout": 0.0, "num_classes": 10},
-    "layers_18pct_no_rnorm": {
-        **_PAPER, "arch": "layers_18pct_no_rnorm", "features": (32, 32, 64), "fc_features": (),
-        "towers": 1, "lrn": False, "dropout": 0.0, "init_scheme": "cuda_convnet",
-        "num_classes": 10},
-}
+def fc_names(arch: str, hidden: int) -> list[str]:
+  """The fully connected layers, numbered on from the conv layers, the last one the
+  classifier: ['fc6', 'fc7', 'fc8'] for AlexNet with `hidden` = 2."""
+  first = len(ARCHS[arch]) + 1
+  return [f"fc{first + i}" for i in range(hidden + 1)]
 
 
-def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
-  """A model config with every field set, from a named preset.
-
-  The preset is where the fields start, not a field itself: a config that names one and
-  sets other widths would be a trap. `--config=experiments/default.py:<preset>` picks one
-  from the command line."""
-  if preset not in PRESETS:
-    raise ValueError(f"unknown model preset {preset!r}; choose from {sorted(PRESETS)}")
-  fields = dict(PRESETS[preset])
-  unknown = set(overrides) - set(fields)
-  if unknown:
-    raise ValueError(f"unknown model config fields {sorted(unknown)}")
-  fields.update(overrides)
-  return ml_collections.ConfigDict(fields)
-
+def sown_names(arch: str, hidden: int, lrn: bool) -> list[str]:
+  """Every name the model sows, in the order it computes them: each conv layer's output
+  and the ops after it ('conv1_out', 'lrn1', 'pool1', ...), then each fc layer's output,
+  the last one the logits."""
+  names = []
+  for spec in ARCHS[arch]:
+    names.append(out_name(spec.name))
+    names += [post_name(op, spec.name) for op in spec.post if op != "lrn" or lrn]
+  return names + [out_name(n) for n in fc_names(arch, hidden)]
 
 INIT_SCHEMES = ("paper", "caffe", "torch", "he", "cuda_convnet")
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}   # model.dtype: compute dtype
 _BIAS_ONE = {"conv2", "conv4", "conv5", "fc6", "fc7"}
 
 
@@ -191,13 +169,13 @@ def initializers(scheme: str, layer: str, fan_in: int, std: float = 0.01):
 
 
 def conv1_padding(cfg, image_size: int) -> int | tuple[int, int]:
-  """conv1's padding: the config's, or with -1 the fewest pixels that make the 11x11/4
-  windows tile the padded input exactly.
+  """conv1's padding (`cfg` a model config or an `AlexNet`): the one given, or with -1 the
+  fewest pixels that make the 11x11/4 windows tile the padded input exactly.
 
   227 needs none (55x55 out); 224 needs 3, which go [1, 2] (top/left 1, bottom/right 2),
   so that 224 also gives 55x55.
   """
-  if cfg.conv1_padding >= 0:
+  if isinstance(cfg.conv1_padding, tuple) or cfg.conv1_padding >= 0:
     return cfg.conv1_padding
   spec = ARCHS[cfg.arch][0]
   if cfg.arch != "alexnet":
@@ -246,13 +224,14 @@ class Conv(nn.Module):
 
 
 class AlexNet(nn.Module):
-  """The AlexNet family; see the module docstring. Fields mirror `PRESETS`."""
+  """The AlexNet family; see the module docstring. The defaults are the paper's model
+  (the 'paper' preset), and every field is a model config field (`PRESETS`)."""
   arch: str = "alexnet"
   features: Sequence[int] = (96, 256, 384, 384, 256)
   fc_features: Sequence[int] = (4096, 4096)
   num_classes: int = 1000
   towers: int = 2
-  conv1_padding: Any = 0
+  conv1_padding: Any = -1         # pixels, (low, high), or -1: see `conv1_padding`
   lrn: bool = True
   lrn_n: int = 5
   lrn_k: float = 2.0
@@ -266,7 +245,7 @@ class AlexNet(nn.Module):
   dropout: float = 0.5
   dropout_at: str = "outputs"     # of fc6 and fc7 (§4.2), or 'inputs' (torchvision)
   init_scheme: str = "paper"
-  dtype: Any = jnp.float32
+  dtype: str = "float32"          # compute: 'float32' or 'bfloat16'; parameters stay float32
   model_axis: str | None = None   # set inside shard_map: the mesh axis holding the towers
 
   def _gather(self, x):
@@ -306,29 +285,31 @@ class AlexNet(nn.Module):
       example_ids = jnp.arange(images.shape[0])
     shards = 1 if self.model_axis is None else self.towers   # towers held elsewhere
     local_towers = self.towers // shards
-    x = images.astype(self.dtype)
+    dtype = DTYPES[self.dtype]
+    x = images.astype(dtype)
     for spec, width in zip(ARCHS[self.arch], self.features):
       if not spec.own_tower and spec.name != "conv1":
         x = self._gather(x)
-      pad = self.conv1_padding if spec.name == "conv1" else spec.padding
+      pad = conv1_padding(self, images.shape[1]) if spec.name == "conv1" else spec.padding
       if spec.local:   # cuda-convnet's locally connected layer: [B, H, W, width]
         kernel_init, bias_init = initializers(self.init_scheme, spec.name,
                                               spec.kernel ** 2 * x.shape[-1], spec.init_std)
         x = nn.ConvLocal(width, (spec.kernel, spec.kernel), spec.stride, [(pad, pad)] * 2,
-                         kernel_init=kernel_init, bias_init=bias_init, dtype=self.dtype,
+                         kernel_init=kernel_init, bias_init=bias_init, dtype=dtype,
                          name=spec.name)(x)
       else:
         x = Conv(width // shards, spec.kernel, spec.stride, pad,
                  groups=local_towers if spec.own_tower else 1, init_scheme=self.init_scheme,
-                 init_std=spec.init_std, dtype=self.dtype, name=spec.name)(x)
+                 init_std=spec.init_std, dtype=dtype, name=spec.name)(x)
       x = self._act(x)
-      self.sow("intermediates", spec.name + "_out", x)
+      self.sow("intermediates", out_name(spec.name), x)
+      h, w = x.shape[1:3]
+      if spec.post[:2] == ("lrn", "pool") and not spec.ceil_pool and cpu_forms.active():
+        # LRN (or, with it off, the pool alone) reads the pool's gradient as stored: see
+        # pooling.pad_unread; the pool's output is the same
+        x = pooling.pad_unread(x, self.pool_window, self.pool_stride)
       for i, op in enumerate(spec.post):   # sown as lrn1, pool1, ...
         if op == "lrn" and self.lrn:
-          h, w = x.shape[1:3]
-          if (spec.post[i + 1:i + 2] == ("pool",) and not spec.ceil_pool
-              and jax.default_backend() == "cpu"):
-            x = pooling.pad_unread(x, self.pool_window, self.pool_stride)   # see pooling.py
           across = self.lrn_across_towers and self.towers > 1
           if across:   # every tower's maps, then this device's share of the result
             width = x.shape[-1]
@@ -349,26 +330,70 @@ class AlexNet(nn.Module):
           x = pooling.avg_pool(x, self.pool_window, self.pool_stride, ceil=spec.ceil_pool)
           self.sow("intermediates", post_name(op, spec.name), x)
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
-    first_fc = len(self.features) + 1
-    for i, width in enumerate(self.fc_features):
-      name = f"fc{first_fc + i}"
+    *hidden, last = fc_names(self.arch, len(self.fc_features))
+    for name, width in zip(hidden, self.fc_features):
       if self.dropout_at == "inputs":   # all towers' inputs: the same mask on every device
         x = self._dropout(x, example_ids, train, tower_share=False)
       kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
-      x = nn.Dense(width // shards, dtype=self.dtype, name=name, kernel_init=kernel_init,
+      x = nn.Dense(width // shards, dtype=dtype, name=name, kernel_init=kernel_init,
                    bias_init=bias_init)(x)
       x = self._act(x)
-      self.sow("intermediates", name + "_out", x)
+      self.sow("intermediates", out_name(name), x)
       if self.dropout_at == "outputs":
         x = self._dropout(x, example_ids, train, tower_share=True)
       x = self._gather(x)
-    name = f"fc{first_fc + len(self.fc_features)}"
-    kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
-    x = nn.Dense(self.num_classes // shards, dtype=self.dtype, name=name,
+    kernel_init, bias_init = initializers(self.init_scheme, last, x.shape[-1])
+    x = nn.Dense(self.num_classes // shards, dtype=dtype, name=last,
                  kernel_init=kernel_init, bias_init=bias_init)(x)
     x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
-    self.sow("intermediates", name + "_out", x)
+    self.sow("intermediates", out_name(last), x)
     return x
+
+
+# The paper's model: every model config field, with the defaults of `AlexNet`'s fields
+# (written once, there); model_axis is the mesh's business, not the config's.
+_PAPER = {f.name: f.default for f in dataclasses.fields(AlexNet)
+          if f.name not in ("parent", "name", "model_axis")}
+
+PRESETS = {
+    "paper": _PAPER,
+    "paper_one_tower": {**_PAPER, "towers": 1},
+    # torchvision's AlexNet, from "One weird trick for parallelizing CNNs" (Krizhevsky 2014).
+    "owt": {**_PAPER, "features": (64, 192, 384, 256, 256), "towers": 1, "conv1_padding": 2,
+            "lrn": False, "dropout_at": "inputs"},
+    "small": {**_PAPER, "features": (48, 128, 192, 192, 128), "fc_features": (2048, 2048),
+              "towers": 1},
+    # cuda-convnet's CIFAR-10 nets (ARCHS above). Their cross-map response norm is
+    # x / (1 + (scale / size) * sum of squares)^pow with size 9, scale 0.001, pow 0.75.
+    "conv_local_11pct": {
+        **_PAPER, "arch": "conv_local_11pct", "features": (64, 64, 64, 32), "fc_features": (),
+        "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3, "lrn_convention": "caffe",
+        "dropout": 0.0, "init_scheme": "cuda_convnet", "num_classes": 10},
+    "conv_local_11pct_as_conv": {
+        **_PAPER, "arch": "conv_local_11pct_as_conv", "features": (64, 64, 64, 32),
+        "fc_features": (), "towers": 1, "lrn_n": 9, "lrn_k": 1.0, "lrn_alpha": 1e-3,
+        "lrn_convention": "caffe", "dropout": 0.0, "num_classes": 10},
+    "layers_18pct_no_rnorm": {
+        **_PAPER, "arch": "layers_18pct_no_rnorm", "features": (32, 32, 64), "fc_features": (),
+        "towers": 1, "lrn": False, "dropout": 0.0, "init_scheme": "cuda_convnet",
+        "num_classes": 10},
+}
+
+
+def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
+  """A model config with every field set, from a named preset.
+
+  The preset is where the fields start, not a field itself: a config that names one and
+  sets other widths would be a trap. `--config=experiments/default.py:<preset>` picks one
+  from the command line."""
+  if preset not in PRESETS:
+    raise ValueError(f"unknown model preset {preset!r}; choose from {sorted(PRESETS)}")
+  fields = dict(PRESETS[preset])
+  unknown = set(overrides) - set(fields)
+  if unknown:
+    raise ValueError(f"unknown model config fields {sorted(unknown)}")
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_size: int,
@@ -392,19 +417,15 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
   if cfg.towers != 1 and any(spec.local for spec in ARCHS[cfg.arch]):
     raise ValueError(f"arch {cfg.arch!r} has locally connected layers, which take no towers; "
                      f"set model.towers=1, got {cfg.towers}")
-  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-  if cfg.dtype not in dtypes:
-    raise ValueError(f"model.dtype must be one of {sorted(dtypes)}, got {cfg.dtype!r}")
-  return AlexNet(
-      arch=cfg.arch, features=tuple(cfg.features), fc_features=tuple(cfg.fc_features),
-      num_classes=cfg.num_classes, towers=cfg.towers,
-      conv1_padding=conv1_padding(cfg, image_size), lrn=cfg.lrn, lrn_n=cfg.lrn_n,
-      lrn_k=cfg.lrn_k, lrn_alpha=cfg.lrn_alpha, lrn_beta=cfg.lrn_beta,
-      lrn_convention=cfg.lrn_convention,
-      lrn_across_towers=bool(cfg.get("lrn_across_towers", False)), pool_window=cfg.pool_window,
-      pool_stride=cfg.pool_stride, activation=cfg.activation, dropout=cfg.dropout,
-      dropout_at=cfg.dropout_at, init_scheme=cfg.init_scheme, dtype=dtypes[cfg.dtype],
-      model_axis=model_axis)
+  if cfg.dtype not in DTYPES:
+    raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}")
+  unknown = set(cfg) - set(_PAPER)
+  if unknown:
+    raise ValueError(f"unknown model config fields {sorted(unknown)}")
+  fields = {**cfg.to_dict(), "features": tuple(cfg.features),
+            "fc_features": tuple(cfg.fc_features)}
+  return AlexNet(**{**fields, "conv1_padding": conv1_padding(cfg, image_size)},
+                 model_axis=model_axis)
 
 
 def output_size(cfg: ml_collections.ConfigDict, image_size: int) -> int:

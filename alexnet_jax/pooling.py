@@ -4,13 +4,11 @@ runs fast.
 The forward pass is `lax.reduce_window`, as `flax.linen.max_pool`. The gradient is what
 differs: JAX differentiates a max `reduce_window` into select-and-scatter, which XLA:CPU
 expands into index arrays (iota) the size of the input, a reduce-window over (value, index)
-pairs and a scatter. In the paper model's training step those took about 1 of the 7
-thread-seconds per step (jax 0.10.2, profiled with jax.profiler on a 2-core CPU), with or
-without LRN.
+pairs and a scatter: a large share of the paper step on a CPU (benchmarks/README.md).
 
 On the CPU the gradient is written with strided slices and pads instead (`phase_gradient`),
 which XLA fuses into two passes; GPUs and TPUs keep select-and-scatter, which they run
-natively (`lax.platform_dependent` picks when the step is compiled):
+natively (`cpu_forms.active()` picks when the step is traced):
   1. for every pooling window, the offset (0 .. w*w - 1, row-major) of its first maximum:
      one pass reading the w*w strided views of x;
   2. the input gradient: each input pixel collects, for each offset, the output gradient of
@@ -19,11 +17,8 @@ natively (`lax.platform_dependent` picks when the step is compiled):
      phase is a sum of shifted arrays; the stride^2 phases are then interleaved (a stack
      and a reshape) and cropped to the input's size.
 The first maximum in row-major order is where select-and-scatter sends a tie too, so the
-gradients are the same (tests/test_pooling.py compares them with and without ties). On
-[128, 55, 55, 96] (conv1's output) forward+backward took 148 ms against 454-470 ms for
-flax's (2-core Intel Xeon VM, quiet). A first version that put each offset's terms back
-with interior-padded pads took 165 ms alone but cost more in the step (XLA kept the nine
-pads as separate fusions).
+gradients are the same (tests/test_pooling.py compares them with and without ties); the
+speeds are in benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -32,6 +27,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from alexnet_jax import cpu_forms
 
 
 def _views(x: jax.Array, window: int, stride: int, out_h: int, out_w: int):
@@ -92,9 +89,9 @@ def _max_pool_bwd(window, stride, residuals, g):
     del y
     return jax.vjp(lambda x: _reduce_max(x, window, stride), x)[1](g)[0]
 
-  return (lax.platform_dependent(
-      x, y, g, cpu=lambda x, y, g: phase_gradient(x, y, g, window, stride),
-      default=xla_gradient),)
+  if cpu_forms.active():
+    return (phase_gradient(x, y, g, window, stride),)
+  return (xla_gradient(x, y, g),)
 
 
 max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
@@ -107,10 +104,9 @@ def pad_unread(x: jax.Array, window: int, stride: int) -> jax.Array:
 
   For whatever runs between this pad and the pool (LRN in the paper model: 55 -> 56 and
   27 -> 28), the pool's gradient is then an array read as stored instead of through a crop,
-  which a flat XLA:CPU loop pays for with index arithmetic on every element: LRN's
-  backward t pass took 102 instead of 200 thread-ms at conv1 and 62 instead of 133 at conv2
-  (jax.profiler), the paper step 2.88-2.96 s instead of 3.08 (lrn.py has the series).
-  The model pads on the CPU only: GPUs keep the shapes their loop was measured with.
+  which a flat XLA:CPU loop pays for with index arithmetic on every element
+  (benchmarks/README.md). The model pads, before LRN or with LRN off before the pool, where
+  `cpu_forms.active()`: GPUs keep the shapes their loop was measured with.
   """
   h, w = x.shape[1:3]
   ph, pw = -h % stride, -w % stride

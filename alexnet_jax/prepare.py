@@ -30,17 +30,9 @@ is written last. A rerun with other options is a ValueError, and so is a second 
 into the same `out` while one runs (a lock on `<out>/.prepare.lock`), or an `out` inside a
 folder source. Ctrl-C stops the workers at once; the rerun resumes.
 
-Writer options (`WRITER_OPTIONS`) and encodings, measured on 500 Imagenette images prepared
-at size 256, reading every record of one shard in random order with one process
-(ArrayRecordReader.read([i]) as grain does, then `records.decode`; a shared 2-core CPU):
-  raw, default options (zstd:3)   3,500 images/s   145 MB per 1000 images
-  raw, snappy                     6,900 images/s   165 MB per 1000 images
-  raw, uncompressed              13,300 images/s   197 MB per 1000 images
-  jpeg q95, uncompressed          1,800 images/s    26 MB per 1000 images
-Raw pixels compress by only a quarter, so the shards are 'uncompressed': the fastest to read,
-far above the ~1,500 images/s per worker that training needs. JPEG is 7-8x smaller on disk
-(ImageNet: ~33 GB instead of ~250 GB) but only just fast enough; it is the choice when disk
-is short. (Measured with a throwaway script, kept in the message of the commit adding this file.)
+Shards are raw pixels, uncompressed (`WRITER_OPTIONS`): the fastest to read, since raw
+pixels compress by only a quarter; `encoding='jpeg'` is 7-8x smaller and only just fast
+enough, the choice when disk is short (the measurements: benchmarks/README.md).
 
 Worker processes are started with 'spawn' (safe after tfds has loaded TensorFlow), so a script
 calling `prepare` with workers > 1 needs the usual `if __name__ == "__main__":` guard.
@@ -69,6 +61,7 @@ from PIL import Image, ImageFile
 from tqdm import tqdm
 
 from alexnet_jax import records
+from alexnet_jax import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
@@ -220,13 +213,6 @@ def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
 
 # ---------------------------------------------------------------- writing
 
-def _write_json(path: str, value) -> None:
-  """Atomic: a tmp file, then os.replace."""
-  with open(path + ".tmp", "w") as f:
-    json.dump(value, f, indent=1)
-  os.replace(path + ".tmp", path)
-
-
 def _read_json(path: str):
   with open(path) as f:
     return json.load(f)
@@ -313,7 +299,7 @@ def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: 
     with contextlib.suppress(OSError):
       os.remove(tmp)   # gives a full disk its space back
     raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from e
-  _write_json(_sidecar(out, name), {"key": shard.key, "options": options,
+  workdir_lib.write_json_atomic(_sidecar(out, name), {"key": shard.key, "options": options,
                                     "class_counts": counts, "records": sum(counts),
                                     "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp),
                                     "skipped": skipped})
@@ -510,7 +496,7 @@ def _prepare(source, out, size, encoding, jpeg_quality, splits, tfds_data_dir, w
     logging.info("prepare: %s is already complete with these options; nothing to do", out)
     return info
   _write_skipped(out, info["skipped"])
-  _write_json(info_file, info)
+  workdir_lib.write_json_atomic(info_file, info)
   logging.info("prepare: wrote %s", info_file)
   return info
 
@@ -534,7 +520,5 @@ def _remove_stale_tmp(out: str) -> None:
 
 def _write_skipped(out: str, skipped: dict) -> None:
   lines = [f"{path}\t{reason}\n" for rows in skipped.values() for path, reason in rows]
-  path = os.path.join(out, SKIPPED_FILE)
-  with open(path + ".tmp", "w") as f:
+  with workdir_lib.atomic(os.path.join(out, SKIPPED_FILE)) as tmp, open(tmp, "w") as f:
     f.writelines(lines)
-  os.replace(path + ".tmp", path)

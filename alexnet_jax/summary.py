@@ -35,15 +35,11 @@ def layer_table(cfg: ml_collections.ConfigDict, image_size: int) -> list[Row]:
     return variables["params"], state["intermediates"]
 
   params, acts = jax.eval_shape(trace)
-  # Conv and fc outputs are sown as '<layer>_out'; Flax returns them sorted by name, so put
-  # them back in the order the network runs them.
-  order = [n for s in models.ARCHS[cfg.arch]
-           for n in (s.name, *(models.post_name(o, s.name) for o in s.post))]
   local = {s.name for s in models.ARCHS[cfg.arch] if s.local}
-  rank = lambda name: order.index(name) if name in order else len(order) + int(name[2:])
   rows = []
-  for name in sorted((n.removesuffix("_out") for n in acts), key=rank):
-    (out,) = acts.get(name + "_out", acts.get(name))
+  for sown in models.sown_names(cfg.arch, len(cfg.fc_features), cfg.lrn):   # network order
+    (out,) = acts[sown]
+    name = sown.removesuffix("_out")
     shape = tuple(out.shape[1:])
     p = params.get(name, {})
     n_params = sum(math.prod(v.shape) for v in jax.tree.leaves(p))

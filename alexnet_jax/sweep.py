@@ -118,16 +118,20 @@ def make_runs(definition: types.ModuleType, base_cfg: ml_collections.ConfigDict,
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict
                     ) -> ml_collections.ConfigDict:
-  """A copy of `cfg` with dotted fields set; a field the config does not have is an error."""
+  """A copy of `cfg` with dotted fields set (`ConfigDict.update_from_flattened_dict`,
+  lists as tuples); a field the config does not have is a KeyError, not a new field."""
   cfg = cfg.copy_and_resolve_references()
-  for key, value in overrides.items():
-    *parents, leaf = key.split(".")
-    node = cfg
-    for p in parents:
-      node = node[p]
-    if leaf not in node:
-      raise KeyError(f"sweep override {key!r}: the config has no field {leaf!r}")
-    node[leaf] = tuple(value) if isinstance(value, list) else value
+  was_locked = cfg.is_locked
+  cfg.lock()
+  try:
+    cfg.update_from_flattened_dict(
+        {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
+  except KeyError as e:
+    detail = str(e.args[0]).split(" Other fields present")[0]   # not the whole config
+    raise KeyError(f"a sweep override names no field of the config: {detail}") from None
+  finally:
+    if not was_locked:
+      cfg.unlock()
   return cfg
 
 

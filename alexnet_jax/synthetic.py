@@ -7,9 +7,11 @@ stripe patterns at random positions, scales and colours, with pixel noise;
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -67,6 +69,31 @@ def _draw(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
   return np.clip(a, 0, 255).astype(np.uint8)
 
 
+@contextlib.contextmanager
+def _built_beside(root: str, is_done: Callable[[str], bool]) -> Iterator[str]:
+  """Yields a temporary folder beside `root` to fill, and renames it to `root` when the
+  block succeeds (replacing an incomplete leftover of a crashed run), so that a crash never
+  leaves half of one; where another process finished `root` first (`is_done(root)`), its
+  folder is kept. A folder that cannot be made is an OSError naming `root`."""
+  parent = os.path.dirname(root)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
+  except OSError as e:
+    raise OSError(f"cannot write the generated dataset {root}: {e.strerror or e}") from e
+  try:
+    yield tmp
+    if os.path.exists(root):           # an incomplete leftover from a crashed run
+      shutil.rmtree(root)
+    try:
+      os.rename(tmp, root)
+    except OSError:                    # another process finished first
+      if not is_done(root):
+        raise
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def make_shapes_dataset(root: str, *, num_classes: int = 4, train_per_class: int = 200,
                         test_per_class: int = 50, size: int = 64, seed: int = 0) -> str:
   """Writes `root/{train,test}/<class>/NNNN.jpg` once and returns `root`.
@@ -80,10 +107,7 @@ def make_shapes_dataset(root: str, *, num_classes: int = 4, train_per_class: int
   root = os.path.abspath(os.path.expanduser(root))
   if os.path.exists(os.path.join(root, COMPLETE_MARKER)):
     return root
-  parent = os.path.dirname(root)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
-  try:
+  with _built_beside(root, lambda r: os.path.exists(os.path.join(r, COMPLETE_MARKER))) as tmp:
     names = _CLASS_ORDER[:num_classes]
     for split_id, (split, per_class) in enumerate((("train", train_per_class),
                                                    ("test", test_per_class))):
@@ -97,15 +121,6 @@ def make_shapes_dataset(root: str, *, num_classes: int = 4, train_per_class: int
     with open(os.path.join(tmp, COMPLETE_MARKER), "w") as f:
       f.write(f"classes={','.join(names)} train_per_class={train_per_class} "
               f"test_per_class={test_per_class} size={size} seed={seed}\n")
-    if os.path.exists(root):           # an incomplete leftover from a crashed run
-      shutil.rmtree(root)
-    try:
-      os.rename(tmp, root)
-    except OSError:                    # another process finished first
-      if not os.path.exists(os.path.join(root, COMPLETE_MARKER)):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return root
 
 
@@ -121,13 +136,7 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
   root = os.path.abspath(os.path.expanduser(root))
   if os.path.exists(records.info_path(root)):
     return root
-  parent = os.path.dirname(root)
-  try:
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(root) + ".tmp-", dir=parent)
-  except OSError as e:
-    raise OSError(f"cannot write the generated dataset {root}: {e.strerror or e}") from e
-  try:
+  with _built_beside(root, lambda r: os.path.exists(records.info_path(r))) as tmp:
     try:
       images = make_shapes_dataset(os.path.join(tmp, "images"), num_classes=num_classes,
                                    size=size, seed=seed, train_per_class=train_per_class,
@@ -137,13 +146,4 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
       raise OSError(f"cannot write the generated dataset {root} (in {tmp}): "
                     f"{e.strerror or e}") from e
     shutil.rmtree(images)
-    if os.path.exists(root):           # an incomplete leftover from a crashed run
-      shutil.rmtree(root)
-    try:
-      os.rename(tmp, root)
-    except OSError:                    # another process finished first
-      if not os.path.exists(records.info_path(root)):
-        raise
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
   return root

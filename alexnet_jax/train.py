@@ -19,7 +19,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -294,12 +294,23 @@ def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
 
 
 class _Window:
-  """Training metrics between two log steps: sums stay on the device until read."""
+  """Training metrics and time between two log steps: sums stay on the device until read,
+  and time spent inside `paused()` (the first step's compilation, evaluations,
+  checkpoints) is not training time."""
 
   def __init__(self, trainer: Trainer, start: int):
     self._trainer = trainer
     self.sums, self.start = trainer.zero_sums(), start
-    self.t0, self.paused = time.perf_counter(), 0.0
+    self._t0, self._paused = time.perf_counter(), 0.0
+
+  @contextlib.contextmanager
+  def paused(self) -> Iterator[Callable[[], float]]:
+    """Yields a function that gives the seconds spent inside so far."""
+    t = time.perf_counter()
+    try:
+      yield lambda: time.perf_counter() - t
+    finally:
+      self._paused += time.perf_counter() - t
 
   def check_finite(self, done: int, manager) -> None:
     """The NaN check, at log and checkpoint steps only: one scalar crosses to the host."""
@@ -309,15 +320,17 @@ class _Window:
           f"training loss became {loss} between steps {self.start + 1} and {done}; stopping. "
           f"{_last_good(manager)}")
 
-  def close(self, done: int, batch_size: int) -> tuple[dict, float, float]:
-    """(metrics, learning rate, images/s) of the window; starts the next one."""
+  def close(self, done: int, batch_size: int, total_steps: int
+            ) -> tuple[dict, float, float, float]:
+    """(metrics, learning rate, images/s, seconds left at that rate) of the window; starts
+    the next one."""
     sums = jax.device_get(self.sums)
     steps = done - self.start
     lr = float(sums.pop("learning_rate")) / steps
-    rate = steps * batch_size / max(time.perf_counter() - self.t0 - self.paused, 1e-9)
+    rate = steps * batch_size / max(time.perf_counter() - self._t0 - self._paused, 1e-9)
     self.sums, self.start = self._trainer.zero_sums(), done
-    self.t0, self.paused = time.perf_counter(), 0.0
-    return evaluation.normalize(sums), lr, rate
+    self._t0, self._paused = time.perf_counter(), 0.0
+    return evaluation.normalize(sums), lr, rate, (total_steps - done) * batch_size / rate
 
 
 class _Run:
@@ -340,7 +353,7 @@ class _Run:
         self.manager, self.trainer.abstract_state)
     if self.is_chief:
       workdir_lib.write_run_info(workdir, info)
-    self.writer = events.ScalarWriter(workdir) if self.is_chief else None
+    self.writer = events.MetricWriter(workdir, self.steps_per_epoch, files=self.is_chief)
     feed = self.trainer.feed
     self.local_batch = cfg.batch_size // feed.count
     self.workers = data.num_workers(cfg.data)
@@ -376,22 +389,14 @@ class _Run:
             if self.cfg.model.num_classes > 5 else "")
     return f"loss {metrics['loss']:.4f} top-1 error {metrics['top1_error']:.4f}{top5}"
 
-  def record(self, step: int, scalars: dict) -> None:
-    """TensorBoard, and one JSON line per record in metrics.jsonl for scripts."""
-    if self.is_chief:
-      self.writer.scalars(step, scalars)
-      workdir_lib.append_metrics(self.workdir, {
-          "step": step, "epoch": step / self.steps_per_epoch, **scalars})
-
   def log(self, window: _Window, done: int) -> None:
     window.check_finite(done, self.manager)
-    metrics, lr, rate = window.close(done, self.cfg.batch_size)
-    eta = (self.total_steps - done) * self.cfg.batch_size / rate
-    logging.info("step %d/%d: %s lr %.3g | %.1f images/s, %s left", done, self.total_steps,
-                 self.errors(metrics), lr, rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
+    metrics, lr, rate, left = window.close(done, self.cfg.batch_size, self.total_steps)
+    self.writer.write(done, {**{f"train_{k}": v for k, v in metrics.items()},
+                             "learning_rate": lr, "images_per_second": rate},
+                      f"step {done}/{self.total_steps}: {self.errors(metrics)} lr {lr:.3g} | "
+                      f"{rate:.1f} images/s, {time.strftime('%H:%M:%S', time.gmtime(left))} left")
     self.chance_loss.check(done, metrics["loss"])
-    self.record(done, {**{f"train_{k}": v for k, v in metrics.items()},
-                       "learning_rate": lr, "images_per_second": rate})
 
   def evaluate(self, params, step: int, keep: bool = True) -> dict:
     cfg = self.cfg
@@ -403,9 +408,11 @@ class _Run:
       batches = itertools.islice(batches, cfg.eval_batches)
     report = self.trainer.evaluator.run(params, batches)
     metrics = report["single_crop"]
-    logging.info("step %d eval: %s (%.1fs)", step, self.errors(metrics), report["seconds"])
+    line = f"step {step} eval: {self.errors(metrics)} ({report['seconds']:.1f}s)"
     if keep:
-      self.record(step, {f"eval_{k}": v for k, v in metrics.items()})
+      self.writer.write(step, {f"eval_{k}": v for k, v in metrics.items()}, line)
+    else:   # already recorded
+      logging.info("%s", line)
     return metrics
 
   def save(self, window: _Window, done: int, state, meta, eval_metrics: dict | None) -> None:
@@ -424,8 +431,7 @@ class _Run:
   def close(self) -> None:
     self.batches.close()
     self.manager.close()   # waits for a save still in flight
-    if self.writer:
-      self.writer.close()
+    self.writer.close()
 
 
 def _last_good(manager) -> str:
@@ -445,26 +451,25 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
     key = jax.random.key(cfg.seed)
     window, eval_metrics = _Window(run.trainer, start), None
     for step in range(start, run.total_steps):
-      t = time.perf_counter()
-      state, window.sums = run.trainer.train_step(state, window.sums, next(run.batches), key)
-      if step == start:   # the first call compiles the step: not training time
-        jax.block_until_ready(window.sums)
-        window.paused += time.perf_counter() - t
-        logging.info("compiled and ran the first step in %.1f s", time.perf_counter() - t)
+      # the first call compiles the step: not training time
+      with window.paused() if step == start else contextlib.nullcontext() as compiling:
+        state, window.sums = run.trainer.train_step(state, window.sums, next(run.batches), key)
+        if compiling:
+          jax.block_until_ready(window.sums)
+          logging.info("compiled and ran the first step in %.1f s", compiling())
       done = step + 1
       last = done == run.total_steps
       stop = not last and preemption.reached(done)
       if done % cfg.log_every_steps == 0 or last or stop:
         run.log(window, done)
-      t = time.perf_counter()
-      evaluated = done % cfg.eval_every_steps == 0 or last
-      if evaluated:
-        eval_metrics = run.evaluate(state.params, done)
-        if cfg.schedule == "plateau":
-          state, meta = _plateau(run.trainer, state, meta, eval_metrics["top1_error"], cfg)
-      if done % cfg.checkpoint_every_steps == 0 or last or stop:
-        run.save(window, done, state, meta, eval_metrics if evaluated else None)
-      window.paused += time.perf_counter() - t   # evaluation and saving are not training
+      with window.paused():   # evaluation and saving are not training
+        evaluated = done % cfg.eval_every_steps == 0 or last
+        if evaluated:
+          eval_metrics = run.evaluate(state.params, done)
+          if cfg.schedule == "plateau":
+            state, meta = _plateau(run.trainer, state, meta, eval_metrics["top1_error"], cfg)
+        if done % cfg.checkpoint_every_steps == 0 or last or stop:
+          run.save(window, done, state, meta, eval_metrics if evaluated else None)
       if stop:
         logging.warning("stopped by SIGTERM after step %d, which is saved; rerun the same "
                         "command to resume", done)

@@ -6,6 +6,7 @@
     <workdir>/events.out.*    TensorBoard scalars (events.py)
     <workdir>/eval_<data>_<split>_<step>[_10crop].json   evaluation reports (launch.evaluate)
     <workdir>/result.json     a sweep run's summary (sweep.py)
+    <workdir>/conv1_kernels.png   conv1's kernels, the paper's Figure 3 (launch.visualize)
     <workdir>/LOCK            the host and pid of the trainer that owns it
 
 A workdir is a local folder or a cloud-storage URL (`gs://bucket/run`): every path goes
@@ -35,6 +36,7 @@ RUN_INFO = "run.json"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 RESULT = "result.json"
+KERNELS = "conv1_kernels.png"
 
 
 def is_url(path) -> bool:
@@ -50,6 +52,10 @@ def resolve(workdir) -> epath.Path:
 
 def checkpoint_dir(workdir) -> str:
   return str(resolve(workdir) / CHECKPOINTS)
+
+
+def kernels_path(workdir) -> str:
+  return str(resolve(workdir) / KERNELS)
 
 
 @contextlib.contextmanager

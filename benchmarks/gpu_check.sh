@@ -1,9 +1,9 @@
 #!/bin/bash
 # Issue 11's GPU checks in one run: the paper model's step, the training loop against it
 # (fp32 and bf16), the loader with several worker counts, and the real `launch.train` loop
-# with and without the prefetch thread; then LRN's CPU-only forms against the others'
-# (`benchmarks/lrn_forms.py`). QUICK=1 leaves out the loader's extra worker counts and the
-# train run without the thread.
+# with and without the prefetch thread; then the CPU-only forms (alexnet_jax/cpu_forms.py)
+# against the others' (`benchmarks/lrn_forms.py`). QUICK=1 leaves out the loader's extra
+# worker counts and the train run without the thread.
 #
 # Run from the repository root on a GPU machine whose Python has jax, flax, optax,
 # orbax-checkpoint, absl, pillow and tensorboard; grain, array_record, portpicker and
@@ -68,7 +68,7 @@ for thread in $threads; do   # the real loop, batches put from a background thre
   grep -E "images/s|eval|checkpoint|Error|error:" "$OUT/train_thread_$thread.log" | tail -25
 done
 
-echo "== LRN's CPU forms against the others' on this backend" | tee -a "$OUT/bench.log"
+echo "== the CPU-only forms against the others' on this backend" | tee -a "$OUT/bench.log"
 PYTHONPATH=".:${PYTHONPATH:-}" timeout 240 python3 benchmarks/lrn_forms.py ${LRN_FORMS:---steps=100 --rounds=5} \
   2>&1 | quiet | tee -a "$OUT/bench.log"
 

@@ -1,59 +1,38 @@
-"""The paper model's training step with LRN's two CPU-only forms and without, on this backend.
+"""The paper model's training step traced with the CPU-only forms and without, on this backend.
 
-`models.py` pads LRN's input by the row and column no pooling window reads
-(`pooling.pad_unread`) and `lrn.py` pads the backward pass's t by concatenation, both on the
-CPU only. This builds two steppers in one process, one traced with the CPU forms and one
-with the other platforms' (a pad, no `pad_unread`), and times them alternately: `--rounds`
-rounds of `--steps` steps dispatched back to back, medians reported.
+`cpu_forms.active()` picks the forms that XLA:CPU runs fast: `pooling.pad_unread` before
+LRN (or before the pool, with LRN off), LRN's t padded by concatenation, and max pooling's
+phase gradient. This builds two steppers in one process, one traced inside
+`cpu_forms.forced(True)` and one inside `forced(False)`, and times them alternately:
+`--rounds` rounds of `--steps` steps dispatched back to back, medians reported.
+`--no_lrn` times the model without LRN.
 
     python benchmarks/lrn_forms.py --steps=100 --rounds=5     # on a GPU
     python benchmarks/lrn_forms.py --steps=2 --rounds=3       # on the CPU
 """
 import argparse
-import contextlib
 import statistics
 import time
-import types
 
 import jax
 
-from alexnet_jax import benchmark, lrn, models
+from alexnet_jax import benchmark, cpu_forms
 from experiments import imagenet_paper
-
-
-def _copy(module, **overrides):
-  space = types.SimpleNamespace(**{k: getattr(module, k) for k in dir(module)
-                                   if not k.startswith("__")})
-  space.__dict__.update(overrides)
-  return space
-
-
-@contextlib.contextmanager
-def forms(cpu: bool):
-  """Traces the model with the CPU's forms (cpu=True) or the others' on any backend."""
-  def platform_dependent(*args, cpu, default):   # lax's, with the branch chosen here
-    return (cpu if use_cpu else default)(*args)
-
-  use_cpu, saved = cpu, (models.jax, lrn.jax)
-  models.jax = _copy(jax, default_backend=lambda: "cpu" if use_cpu else "other")
-  lrn.jax = _copy(jax, lax=_copy(jax.lax, platform_dependent=platform_dependent))
-  try:
-    yield
-  finally:
-    models.jax, lrn.jax = saved
 
 
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--steps", type=int, default=100)
   parser.add_argument("--rounds", type=int, default=5)
+  parser.add_argument("--no_lrn", action="store_true", help="the model without LRN")
   args = parser.parse_args()
   cfg = imagenet_paper.get_config()
+  cfg.model.lrn = not args.no_lrn
   steppers, batch = {}, None
   for name in ("cpu_forms", "other_forms"):
-    with forms(cpu=name == "cpu_forms"):
-      steppers[name] = s = benchmark._Stepper(cfg)
-      batch = batch or s.trainer.device_batch(benchmark._random_batch(cfg, cfg.batch_size))
+    with cpu_forms.forced(name == "cpu_forms"):
+      steppers[name] = s = benchmark.Stepper(cfg)
+      batch = batch or s.trainer.device_batch(benchmark.random_batch(cfg, cfg.batch_size))
       for _ in range(3):   # traced and compiled inside the context
         jax.block_until_ready(s(batch))
   times = {name: [] for name in steppers}
@@ -64,7 +43,7 @@ def main():
         s(batch)
       jax.block_until_ready(s.sums)
       times[name].append((time.perf_counter() - t) / args.steps)
-  print("backend", jax.default_backend(), jax.devices()[0].device_kind)
+  print("backend", jax.default_backend(), jax.devices()[0].device_kind, "lrn", cfg.model.lrn)
   for name, ts in times.items():
     m = statistics.median(ts)
     print(f"{name:12s} {m * 1e3:9.2f} ms/step  {cfg.batch_size / m:9.1f} images/s  "

@@ -2,13 +2,12 @@
 
 Started that way on Linux, a launcher first re-executes itself once with glibc's malloc
 backing large allocations by transparent huge pages (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`,
-glibc 2.35 or later). XLA:CPU allocates a step's buffers afresh at every execution (the
-paper step's largest is 1.4 GB), which glibc maps and unmaps each time, so the kernel faults
-in and zeroes them again page by page: about 347,000 faults and 0.55 s of system time per
-paper step. With 2 MiB pages that is about 2,000 faults, and the step takes 2.53 s instead of
-2.71-2.80 s (README, Performance). glibc reads the setting only when a process starts, hence
-the re-execution, done here before anything heavy is imported. A `glibc.malloc.hugetlb`
-already in GLIBC_TUNABLES is left alone (`=0` turns this off).
+glibc 2.35 or later). XLA:CPU allocates a step's buffers afresh at every execution, which
+glibc maps and unmaps each time, so the kernel faults them in and zeroes them page by page;
+2 MiB pages make that a small fraction (benchmarks/README.md has the figures). glibc reads
+the setting only when a process starts, hence the re-execution, done here before anything
+heavy is imported. A `glibc.malloc.hugetlb` already in GLIBC_TUNABLES is left alone (`=0`
+turns this off).
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import benchmark, cli, synthetic, train
+from alexnet_jax import augment, benchmark, cli, synthetic, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
@@ -45,7 +45,7 @@ def _with_data(cfg, tmp: str):
   if _DATA_DIR.value:
     cfg.data.data_dir = _DATA_DIR.value
   else:   # generated squares at the config's resize size
-    size = max(cfg.data.resize_size, cfg.data.image_size)
+    size = augment.square_size(cfg.data)
     cfg.data.data_dir = synthetic.make_prepared_shapes(
         os.path.join(tmp, "shapes"), num_classes=min(cfg.model.num_classes, 4), size=size)
   return cfg

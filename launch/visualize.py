@@ -2,13 +2,12 @@
 
     python -m launch.visualize --workdir=DIR [--step=latest|best|N] [--out=DIR/conv1_kernels.png]
 """
-import os
-
 import jax
 import numpy as np
 from absl import flags
 
 from alexnet_jax import cli, inference, visualize
+from alexnet_jax import workdir as workdir_lib
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _STEP = flags.DEFINE_string("step", "latest", "latest, best, or a step number.")
@@ -24,7 +23,7 @@ def main(argv):
     cli.fail(e)
   kernel = np.asarray(jax.device_get(restored.params["conv1"]["kernel"]))
   towers = restored.cfg.model.towers
-  out = _OUT.value or os.path.join(_WORKDIR.value, "conv1_kernels.png")
+  out = _OUT.value or workdir_lib.kernels_path(_WORKDIR.value)
   try:
     cli.check_writable(out, "--out")
     visualize.save_kernel_figure(

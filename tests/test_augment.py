@@ -88,6 +88,23 @@ def test_eval_equals_tf(ip, scale, small):
   np.testing.assert_allclose(got10, want10, rtol=0, atol=tolerance(c))
 
 
+@pytest.mark.parametrize("small", [False, True], ids=["crop", "pad"])
+def test_the_centre_crop_is_the_ten_crops_centre_crop_index(small):
+  """evaluation reads the single crop out of the ten at augment.CENTRE_CROP."""
+  c = data_config(resize_size=S if small else R)
+  images = squares(2, S if small else R)
+  ten = augment.eval_images(images, c, ten_crop=True)
+  np.testing.assert_array_equal(ten[:, augment.CENTRE_CROP], augment.eval_images(images, c))
+  np.testing.assert_array_equal(ten[:, augment.CENTRE_CROP + 5],
+                                augment.eval_images(images, c)[:, :, ::-1])
+  if not small:   # the middle of the square; the corners differ from it
+    m = (R - S) // 2
+    np.testing.assert_array_equal(augment.eval_images(images, c), augment.to_model_input(
+        jnp.asarray(images[:, m:m + S, m:m + S]), c))
+    assert all(not np.array_equal(ten[:, i], ten[:, augment.CENTRE_CROP])
+               for i in range(5) if i != augment.CENTRE_CROP)
+
+
 @pytest.mark.parametrize("prepared", [48, 36])
 def test_square_resize_close_to_tf(ip, prepared):
   """A prepared size other than resize_size: resized on the device like TF's §2 square

@@ -253,6 +253,21 @@ def test_ten_crop_probabilities_are_the_mean_of_the_crops_softmax(restored, imag
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
 
+def test_predict_pads_every_chunk_to_one_shape_and_compiles_once(run, images):
+  """Five readable images and a bad one in chunks of 2: the last chunk is padded to 2 too,
+  so the prediction compiles once; each image's probabilities are those it gets alone."""
+  r = inference.load(run, mesh_shape=(1, 1), devices=jax.devices()[:1], batch_size=2)
+  paths = [images["good"], images["rgba"], images["text"], images["grey"], images["good"],
+           images["rgba"]]
+  result = inference.predict_files(r, paths)
+  assert inference._predict_fn(r, False)._cache_size() == 1  # pylint: disable=protected-access
+  assert "error" in result[2] and all("top" in x for i, x in enumerate(result) if i != 2)
+  alone = inference.predict_files(r, [images["grey"]])
+  probs = lambda top: {x["label"]: x["probability"] for x in top}
+  assert probs(result[3]["top"]) == pytest.approx(probs(alone[0]["top"]), rel=1e-5)
+  assert inference.padded_batch(r, 1) == 1 and inference.padded_batch(r, 7) == 2
+
+
 def test_imagenet_synsets_get_wordnet_names():
   assert inference.readable_names(["n01440764", "n03888257", "n02102040", "circle"]) == [
       "tench", "parachute", "English springer", "circle"]
@@ -362,23 +377,20 @@ def test_ten_crop_loss_is_finite_when_every_crop_underflows():
   np.testing.assert_allclose(float(sums["ten_crop"]["loss"]) / 2, want, rtol=1e-5)
 
 
-@pytest.mark.parametrize("saved", ["paper", None])
+@pytest.mark.parametrize("saved", ["paper", "standardized"])
 def test_inference_uses_the_input_scale_the_checkpoint_was_trained_with(run, tmp_path, saved):
-  """run.json's data.input_scale drives predict/evaluate/features; a run.json from before
-  the field existed was trained on standardised inputs."""
+  """run.json's data.input_scale drives predict/evaluate/features."""
   copy = str(tmp_path / "run")
   shutil.copytree(run, copy)
   info = json.load(open(os.path.join(copy, "run.json")))
-  if saved is None:
-    del info["config"]["data"]["input_scale"]
-  else:
-    info["config"]["data"]["input_scale"] = saved
+  info["config"]["data"]["input_scale"] = saved
   json.dump(info, open(os.path.join(copy, "run.json"), "w"))
   r = inference.load(copy, devices=jax.local_devices()[:1], mesh_shape=(1, 1))
-  assert r.cfg.data.input_scale == (saved or "standardized")
+  assert r.cfg.data.input_scale == saved
   image = np.full((1, 72, 72, 3), 200, np.uint8)
   x = np.asarray(augment.eval_images(image, r.cfg.data))[0]
-  want = (200 / 255 - np.array(r.cfg.data.mean)) * (255 if saved else 1 / np.array(r.cfg.data.std))
+  want = (200 / 255 - np.array(r.cfg.data.mean)) * (255 if saved == "paper"
+                                                    else 1 / np.array(r.cfg.data.std))
   np.testing.assert_allclose(x[0, 0], want, rtol=1e-5)
 
 

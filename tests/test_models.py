@@ -149,3 +149,19 @@ def test_the_default_config_starts_from_the_preset_it_is_given():
   assert tuple(owt.features) == (64, 192, 384, 256, 256) and owt.towers == 1 and not owt.lrn
   assert tuple(default.get_config().model.features) == (96, 256, 384, 384, 256)
   assert "preset" not in default.get_config().model   # a starting point, not a field
+
+
+@pytest.mark.parametrize("preset", sorted(models.PRESETS))
+@pytest.mark.parametrize("lrn", [True, False])
+def test_sown_names_are_what_the_model_sows_in_order(preset, lrn):
+  """models.sown_names, which features and summary read, against the model itself."""
+  cfg = models.model_config(preset, lrn=lrn)
+  size = {"alexnet": 227}.get(cfg.arch, 32 if cfg.arch != "conv_local_11pct" else 24)
+  model = models.create_model(cfg, size)
+  images = jnp.zeros((1, size, size, 3))
+  _, state = jax.eval_shape(lambda: model.init_with_output(
+      jax.random.key(0), images, mutable=["params", "intermediates"]))
+  names = models.sown_names(cfg.arch, len(cfg.fc_features), cfg.lrn)
+  assert sorted(names) == sorted(state["intermediates"])
+  assert names[0] == "conv1_out" and names[-1] == f"fc{len(cfg.features) + len(cfg.fc_features) + 1}_out"
+  assert ("lrn1" in names) == (lrn and "lrn" in models.ARCHS[cfg.arch][0].post)
