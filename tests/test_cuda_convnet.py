@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import augment, models, pooling, prepare, sweep, train
+from alexnet_jax import augment, models, pooling, prepare, sweep, sweep_report, train
 from experiments import conv_local_11pct, figure1
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")
@@ -200,3 +200,15 @@ def test_the_figure1_sweep_runs_the_shipped_presets():
     cfg = sweep.run_config(base, run)
     assert cfg.to_dict() == figure1.get_config(run.variant).to_dict()
   assert figure1.EPOCHS["tanh"] >= 40
+
+
+def test_epochs_to_25_percent_by_window_and_by_whole_epoch():
+  """One lucky window at 25% in epoch 2 (mean 26%) is the window rule's answer; the
+  whole-epoch rule waits for epoch 3, whose windows average 24.5%."""
+  errors = {1: [0.40, 0.30], 2: [0.27, 0.25], 3: [0.245, 0.245]}
+  records = [{"step": 2 * (e - 1) + i + 1, "epoch": e - 1 + (i + 1) / 2, "train_top1_error": x}
+             for e, xs in errors.items() for i, x in enumerate(xs)]
+  assert sweep_report.epochs_to_train_error(records, 0.25) == 2.0
+  assert sweep_report.epochs_to_train_error_epoch_mean(records, 0.25) == 3.0
+  assert sweep_report.epochs_to_train_error_epoch_mean(records, 0.2) is None
+  assert sweep_report.last_train_error(records) == 0.245
