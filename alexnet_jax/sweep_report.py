@@ -73,15 +73,12 @@ def summarize(runs: Sequence[Run], root: str,
     row["steps"], _ = _mean_std([res["step"] for _, res in ok])
     row["epochs"], _ = _mean_std([res["epoch"] for _, res in ok])
     row["wall_s_mean"], row["wall_s_std"] = _mean_std([res["wall_s"] for _, res in ok])
-    last = [last_train_error(workdir_lib.read_metrics(os.path.join(root, r.name)))
-            for r, _ in ok]
-    row["last_train_top1_error_mean"], row["last_train_top1_error_std"] = _mean_std(
-        [e for e in last if e is not None])
+    logs = [workdir_lib.read_metrics(os.path.join(root, r.name)) for r, _ in ok]
+    last = [e for e in map(last_train_error, logs) if e is not None]
+    row["last_train_top1_error_mean"], row["last_train_top1_error_std"] = _mean_std(last)
     for t in thresholds:
-      reached = [epochs_to_train_error(workdir_lib.read_metrics(os.path.join(root, r.name)), t)
-                 for r, _ in ok]
-      by_epoch = [epochs_to_train_error_epoch_mean(
-          workdir_lib.read_metrics(os.path.join(root, r.name)), t) for r, _ in ok]
+      reached = [epochs_to_train_error(records, t) for records in logs]
+      by_epoch = [epochs_to_train_error_epoch_mean(records, t) for records in logs]
       for key, values in ((f"epochs_to_train_error_{t:g}", reached),
                           (f"epochs_to_train_error_{t:g}_epoch_mean", by_epoch)):
         if ok and all(e is not None for e in values):
