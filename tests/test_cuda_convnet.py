@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import augment, models, pooling, prepare, sweep, sweep_report, train
+from alexnet_jax import (augment, features, models, pooling, prepare, summary, sweep,
+                         sweep_report, train)
 from experiments import conv_local_11pct, figure1
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")
@@ -212,3 +213,18 @@ def test_epochs_to_25_percent_by_window_and_by_whole_epoch():
   assert sweep_report.epochs_to_train_error_epoch_mean(records, 0.25) == 3.0
   assert sweep_report.epochs_to_train_error_epoch_mean(records, 0.2) is None
   assert sweep_report.last_train_error(records) == 0.245
+
+
+def test_summary_and_features_know_local_layers_and_average_pooling():
+  rows = summary.layer_table(models.model_config("conv_local_11pct"), 24)
+  assert [r.layer for r in rows] == ["conv1", "pool1", "lrn1", "conv2", "lrn2", "pool2",
+                                     "local3", "local4", "fc5"]
+  flops = {r.layer: r.flops for r in rows}
+  assert flops["local3"] == 2 * 6 * 6 * (3 * 3 * 64) * 64   # each weight once per image
+  assert flops["conv1"] == 2 * 24 * 24 * (5 * 5 * 3) * 64
+  assert features.feature_layer(models.model_config("conv_local_11pct")) == "local4_out"
+  # The fc layer of the Figure 1 net reads the average pool after conv3.
+  assert features.feature_layer(models.model_config("layers_18pct_no_rnorm")) == "pool3"
+  shapes = {r.layer: r.shape for r in summary.layer_table(
+      models.model_config("layers_18pct_no_rnorm"), 32)}
+  assert shapes["pool3"] == (4, 4, 64) and shapes["fc4"] == (10,)
