@@ -90,8 +90,9 @@ ARCHS = {
         ConvSpec("conv4", 3, 1, 1, True, ()),
     ),
     # Figure 1's "four-layer convolutional neural network": cuda-convnet's layers-18pct net
-    # (example-layers/layers-18pct.cfg), four layers with weights as the paper counts them
-    # (its AlexNet's "eight layers" are 5 conv + 3 fc): conv1 32 5x5 pad 2, max pool 3/2,
+    # (example-layers/layers-18pct.cfg), four layers with weights as §3.5 counts AlexNet's
+    # eight (5 conv + 3 fc; §3.3 though calls the conv-local-11pct net, five layers with
+    # weights, "four-layer"): conv1 32 5x5 pad 2, max pool 3/2,
     # conv2 32 5x5 pad 2, average pool 3/2, conv3 64 5x5 pad 2, average pool 3/2, fc4 (the
     # file's fc10). Without the file's two within-map response normalisation layers (rnorm1,
     # rnorm2): Figure 1 employed "no regularization of any kind", and §3.3 presents

@@ -4,7 +4,8 @@ learning rate that trains it fastest; the paper's ReLU net reaches 25% training 
 times sooner (in epochs) than its tanh net.
 
 The net is cuda-convnet's layers-18pct (models.py preset 'layers_18pct_no_rnorm': conv 32,
-32 and 64 maps of 5x5, pooling 3/2, fc; four layers with weights as the paper counts them)
+32 and 64 maps of 5x5, pooling 3/2, fc; four layers with weights as §3.5 counts AlexNet's
+eight; §3.3's "four-layer" conv-local-11pct net is the other reading, not run here)
 with the layer file's init (`cuda_convnet`: N(0, initW), zero biases) at the paper's input
 scale (0-255 minus the training mean). No regularisation: no weight decay, no dropout, no
 augmentation (no crops, no flips, no lighting: every epoch sees the same 50,000 images)
@@ -25,7 +26,7 @@ from experiments import default
 # Chosen by experiments/sweeps/figure1_lr.py (experiments/results/figure1/lr_search/): the
 # rate with the lowest training error after SEARCH_EPOCHS.
 LEARNING_RATES = {"relu": 0.003, "tanh": 0.01}
-EPOCHS = {"relu": 10.0, "tanh": 40.0}   # each run's cap; the paper's tanh net took six times ReLU's
+EPOCHS = {"relu": 10.0, "tanh": 60.0}   # each run's cap; the paper's tanh net took six times ReLU's
 SEARCH_EPOCHS = 3.0
 
 

@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import augment, models, pooling, prepare, sweep, train
+from alexnet_jax import (augment, features, models, pooling, prepare, summary, sweep,
+                         sweep_report, train)
 from experiments import conv_local_11pct, figure1
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")
@@ -200,3 +201,30 @@ def test_the_figure1_sweep_runs_the_shipped_presets():
     cfg = sweep.run_config(base, run)
     assert cfg.to_dict() == figure1.get_config(run.variant).to_dict()
   assert figure1.EPOCHS["tanh"] >= 40
+
+
+def test_epochs_to_25_percent_by_window_and_by_whole_epoch():
+  """One lucky window at 25% in epoch 2 (mean 26%) is the window rule's answer; the
+  whole-epoch rule waits for epoch 3, whose windows average 24.5%."""
+  errors = {1: [0.40, 0.30], 2: [0.27, 0.25], 3: [0.245, 0.245]}
+  records = [{"step": 2 * (e - 1) + i + 1, "epoch": e - 1 + (i + 1) / 2, "train_top1_error": x}
+             for e, xs in errors.items() for i, x in enumerate(xs)]
+  assert sweep_report.epochs_to_train_error(records, 0.25) == 2.0
+  assert sweep_report.epochs_to_train_error_epoch_mean(records, 0.25) == 3.0
+  assert sweep_report.epochs_to_train_error_epoch_mean(records, 0.2) is None
+  assert sweep_report.last_train_error(records) == 0.245
+
+
+def test_summary_and_features_know_local_layers_and_average_pooling():
+  rows = summary.layer_table(models.model_config("conv_local_11pct"), 24)
+  assert [r.layer for r in rows] == ["conv1", "pool1", "lrn1", "conv2", "lrn2", "pool2",
+                                     "local3", "local4", "fc5"]
+  flops = {r.layer: r.flops for r in rows}
+  assert flops["local3"] == 2 * 6 * 6 * (3 * 3 * 64) * 64   # each weight once per image
+  assert flops["conv1"] == 2 * 24 * 24 * (5 * 5 * 3) * 64
+  assert features.feature_layer(models.model_config("conv_local_11pct")) == "local4_out"
+  # The fc layer of the Figure 1 net reads the average pool after conv3.
+  assert features.feature_layer(models.model_config("layers_18pct_no_rnorm")) == "pool3"
+  shapes = {r.layer: r.shape for r in summary.layer_table(
+      models.model_config("layers_18pct_no_rnorm"), 32)}
+  assert shapes["pool3"] == (4, 4, 64) and shapes["fc4"] == (10,)
