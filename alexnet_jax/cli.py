@@ -187,8 +187,8 @@ def _keep(record: py_logging.LogRecord) -> bool:
   if logging.get_verbosity() >= logging.DEBUG:
     return True
   noisy = any(part in record.pathname for part in NOISY)
-  if noisy and record.exc_info:   # orbax logs the error it then raises; ours is one line
-    return False
+  if record.exc_info and (noisy or "/asyncio/" in record.pathname):
+    return False   # orbax's error that it then raises (ours is one line), or its leftovers
   return record.levelno >= py_logging.WARNING or not noisy
 
 
