@@ -117,9 +117,11 @@ class TfdsSplit:
     return f"TfdsSplit({self._args[0]!r}, {self.spec!r})"
 
 
-def tfds_builder(name: str, data_dir: str):
-  """The tfds builder of a dataset already built in `data_dir` (tfds's default when empty)
-  as ArrayRecord; ValueError (one line) otherwise. Never downloads or builds anything."""
+def tfds_builder(name: str, data_dir: str, random_access: bool = True):
+  """The tfds builder of a dataset already built in `data_dir` (tfds's default when empty),
+  with 'image' and 'label' features, and stored as ArrayRecord when `random_access` (what
+  the loader needs; `launch.prepare` reads any format in order). ValueError (one line)
+  otherwise. Never downloads or builds anything."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   try:
     builder = tfds.builder(name, data_dir=os.path.expanduser(data_dir) if data_dir else None)
@@ -131,7 +133,7 @@ def tfds_builder(name: str, data_dir: str):
                      f"first (tfds build {name} --file_format=array_record); training never "
                      "downloads")
   fmt = getattr(builder.info.file_format, "value", builder.info.file_format)
-  if fmt != "array_record":
+  if random_access and fmt != "array_record":
     raise ValueError(f"tfds dataset {name!r} in {builder.data_dir!r} is stored as {fmt}, "
                      "which has no random access: rebuild it with --file_format=array_record, "
                      f"or prepare it once (python -m launch.prepare --source=tfds:{name})")

@@ -60,7 +60,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image, ImageFile
 from tqdm import tqdm
 
-from alexnet_jax import records
+from alexnet_jax import loader, records
 from alexnet_jax import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
@@ -181,16 +181,8 @@ def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
                 per_shard: int) -> tuple[list[str], dict[str, list[Shard]]]:
   """A tfds dataset prepared in `data_dir` -> (class names, {split: shards}); never downloads."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  # TF only here
-  try:
-    builder = tfds.builder(name, data_dir=data_dir or None)
-  except tfds.core.registered.DatasetNotFoundError:
-    raise ValueError(f"tfds has no dataset named {name!r}") from None
-  if not builder.is_prepared():
-    raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir!r}; build it "
-                     f"first (`tfds build {name} --data_dir=...`); prepare never downloads")
+  builder = loader.tfds_builder(name, data_dir or "", random_access=False)
   features = builder.info.features
-  if "image" not in features or "label" not in features:
-    raise ValueError(f"tfds dataset {name!r} has no 'image' and 'label' features")
   available = list(builder.info.splits)
   for split in splits or []:
     if split not in available:

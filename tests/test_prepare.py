@@ -203,7 +203,7 @@ def test_tfds_mock(tmp_path):
 
 def test_tfds_not_prepared_is_an_error(tmp_path):
   pytest.importorskip("tensorflow_datasets")
-  with pytest.raises(ValueError, match="not prepared"):
+  with pytest.raises(ValueError, match="is not built in"):
     prepare.prepare("tfds:cifar10", str(tmp_path / "out"), tfds_data_dir=str(tmp_path))
 
 
