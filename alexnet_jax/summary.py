@@ -67,3 +67,31 @@ def format_table(rows: list[Row], title: str = "") -> str:
   lines.append(f"total parameters: {total_p:,}")
   lines.append(f"forward FLOPs per image: {total_f / 1e9:.3f} G ({total_f:,})")
   return "\n".join(lines)
+
+
+def init_signal(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
+                images, seed: int = 0) -> list[dict]:
+  """Per weight layer at initialisation: how much its pre-activation output varies with the
+  image (the per-channel standard deviation over images and positions, as an rms over
+  channels) against its bias (rms over channels), for uint8 squares `images` fed as
+  evaluation feeds them. Where `signal / bias` is small, the layer's output is nearly its
+  bias whatever the image, and after a ReLU its gradient says little about the input
+  (the paper's biases of 1 in conv2, conv4, conv5, fc6 and fc7, §5)."""
+  from alexnet_jax import augment  # pylint: disable=import-outside-toplevel
+  size = int(data_cfg.image_size)
+  model = models.create_model(model_cfg, size)
+  x = augment.eval_images(jnp.asarray(images), data_cfg)
+  params = model.init(jax.random.key(seed), x[:1])["params"]
+  _, state = model.apply({"params": params}, x, capture_intermediates=True,
+                         mutable=["intermediates"])
+  rows = []
+  for name, layer in params.items():
+    if "bias" not in layer or name not in state["intermediates"]:
+      continue
+    out = state["intermediates"][name]["__call__"][0].astype(jnp.float32)
+    out = out.reshape(-1, out.shape[-1])
+    signal = float(jnp.sqrt(jnp.mean(jnp.var(out, axis=0))))
+    bias = float(jnp.sqrt(jnp.mean(jnp.square(layer["bias"]))))
+    rows.append({"layer": name, "signal": signal, "bias": bias,
+                 "ratio": signal / bias if bias else math.inf})
+  return rows

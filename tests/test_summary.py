@@ -42,3 +42,20 @@ def test_launch_prints_the_table():
        "--config.model.towers=1"], capture_output=True, text=True, check=True).stdout
   assert "total parameters: 62,378,344" in out
   assert "pool5" in out and "6x6x256" in out
+
+
+def test_init_signal_measures_the_image_dependent_output_against_the_bias():
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from experiments import imagenette  # pylint: disable=import-outside-toplevel
+  cfg = imagenette.get_config("cpu")
+  cfg.model.init_scheme = "paper"
+  cfg.model.num_classes = 4
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+  rows = {r["layer"]: r for r in summary.init_signal(cfg.model, cfg.data, images)}
+  assert list(rows) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+  assert rows["conv2"]["bias"] == 1.0 and rows["conv1"]["bias"] == 0.0   # §5's biases
+  assert rows["conv1"]["signal"] > 1 and rows["fc7"]["ratio"] < 0.1   # drowned by fc7
+  same = summary.init_signal(cfg.model, cfg.data, np.repeat(images[:1], 4, 0))
+  fc = [r for r in same if r["layer"].startswith("fc")]   # one image: fc outputs never vary
+  assert len(fc) == 3 and all(r["signal"] < 1e-3 * rows[r["layer"]]["signal"] for r in fc)
