@@ -2,8 +2,9 @@
 
 `<workdir>/checkpoints/<step>/` holds `state` (params, optimiser state, step; restored onto
 whatever shardings the caller asks for, so a checkpoint from any mesh restores on any other)
-and `meta` (the plateau schedule's best validation error and count of bad evaluations, and
-the loader's position: global batches read, the same for any number of processes). Orbax
+and `meta` (the plateau schedule's best validation error and count of bad evaluations).
+The loader's position needs no item of its own: one global batch a step, so it is the step,
+the same for any number of processes (loader.py). Orbax
 writes each step into a temporary directory and renames it when complete, so a crash
 mid-save never leaves a checkpoint that restores half-written; the workdir may be local or
 on cloud storage (`gs://...`), which orbax reaches through etils.epath and tensorstore.

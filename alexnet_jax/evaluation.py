@@ -27,7 +27,7 @@ CENTRE_CROP = augment.CENTRE_CROP   # the centre crop's index among the ten crop
 def metric_sums(logits, labels, mask) -> dict:
   """Sums over the batch (padding masked out), so that they add across batches."""
   # The label's rank among the classes, ties going to the lower index as in lax.top_k: a
-  # comparison per logit, where top_k sorts every row (XLA:CPU took 22 ms a paper step).
+  # comparison per logit, where top_k sorts every row (benchmarks/README.md has the cost).
   own = jnp.take_along_axis(logits, labels[:, None], axis=-1)
   lower = jnp.arange(logits.shape[-1]) < labels[:, None]
   rank = jnp.sum((logits > own) | ((logits == own) & lower), axis=-1)

@@ -10,8 +10,8 @@ that sequence, whatever the number of processes or devices. A process reads only
 of each global batch (its `sharding.Feed`: block `index` of `count`), so processes sharing
 a data row read the same examples and the others never overlap. `data.workers` processes
 decode (0: threads in this process). The position is the number of global batches read,
-one per step: a resume, on any number of processes, starts at the batch the interrupted
-run would have read next (checkpoint.py stores it), with no replay.
+one per step, so the checkpoint's step is the loader's state: a resume, on any number of
+processes, starts at the batch the interrupted run would have read next, with no replay.
 
 Evaluation: feed i of n takes elements i, i + n, ... in stored order; the last batch is
 padded (mask 0), and every feed yields the same number of batches so that they stay in step.
@@ -82,8 +82,8 @@ class TfdsSplit:
   `tfds.data_source` reads it without TensorFlow. Its images are brought to `size` squares
   here, on the host, as `launch.prepare` would (§2: shorter side to `size`, central crop):
   free when they already are (CIFAR-10 at 32), but a decode and a resize per image for
-  full-size photos (ImageNet: about 200 images/s per core), where preparing once with
-  `launch.prepare --source=tfds:<name>` is the fast path.
+  full-size photos (a few hundred a second per core: benchmarks/README.md), where
+  preparing once with `launch.prepare --source=tfds:<name>` is the fast path.
   """
 
   def __init__(self, name: str, data_dir: str, spec: str, size: int):

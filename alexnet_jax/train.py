@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from flax import struct
+from flax import struct, traverse_util
 from jax.experimental import multihost_utils
 
 from alexnet_jax import (augment, checkpoint, data, evaluation, events, finetune, loader,
@@ -215,16 +215,6 @@ def run_info(cfg, class_names: list[str]) -> dict:
           "class_names": list(class_names)}
 
 
-def _flat(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
   """A workdir belongs to one config: ValueError listing the fields where `info` differs
   from the run.json of a workdir that already holds checkpoints. With `allow_changes`,
@@ -233,8 +223,10 @@ def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
   if not path.exists() or not (workdir_lib.resolve(workdir) / workdir_lib.CHECKPOINTS).exists():
     return
   old = workdir_lib.read_run_info(workdir)
-  before = {**_flat(old["config"]), "class_names": old.get("class_names")}
-  after = {**_flat(json.loads(json.dumps(info["config"]))), "class_names": info["class_names"]}
+  before = {**traverse_util.flatten_dict(old["config"], sep="."),
+            "class_names": old.get("class_names")}
+  after = {**traverse_util.flatten_dict(info["config"], sep="."),
+           "class_names": info["class_names"]}
   changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
   changeable = set(CHANGEABLE_ON_RESUME)
   if after.get("schedule") == "cosine":   # its curve is laid over the run's length
@@ -357,10 +349,10 @@ class _Run:
     feed = self.trainer.feed
     self.local_batch = cfg.batch_size // feed.count
     self.workers = data.num_workers(cfg.data)
-    start = (self.meta or {}).get("batches_read", self.step or 0)
     self.batches = loader.DeviceIterator(
         loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed, feed_index=feed.index,
-                             feed_count=feed.count, start=start, workers=self.workers),
+                             feed_count=feed.count, start=self.step or 0,   # a batch a step
+                             workers=self.workers),
         self.trainer.device_batch, ahead=2, thread=cfg.data.prefetch_thread)
     self.all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
@@ -425,7 +417,7 @@ class _Run:
       raise LossIsNotFinite(f"the evaluation loss is {eval_metrics['loss']} at step {done}; "
                             f"stopping. {_last_good(self.manager)}")
     scores = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_metrics else None
-    checkpoint.save(self.manager, done, state, {**meta, "batches_read": done}, scores)
+    checkpoint.save(self.manager, done, state, meta, scores)
     logging.info("saved checkpoint %d", done)
 
   def close(self) -> None:

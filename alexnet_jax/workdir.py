@@ -27,6 +27,7 @@ import json
 import os
 import re
 import socket
+import tempfile
 from typing import Any
 
 from etils import epath
@@ -65,7 +66,6 @@ def atomic(path):
   a local temporary file and uploads it in one piece."""
   path = str(path)
   if is_url(path):
-    import tempfile  # pylint: disable=import-outside-toplevel
     with tempfile.TemporaryDirectory() as d:
       tmp = os.path.join(d, os.path.basename(path))
       yield tmp
