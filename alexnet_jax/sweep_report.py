@@ -1,5 +1,6 @@
 """A sweep's reports: results.csv, results.md and curves.png from its runs' result.json
-and metrics.jsonl (mean and standard deviation over seeds, epochs to a training error).
+and metrics.jsonl (mean and standard deviation over seeds, each variant's difference to the
+first with its standard error and Welch's p-value, epochs to a training error).
 
 Written atomically (a temporary file, then a rename), so a report is never half written.
 """
@@ -12,6 +13,7 @@ import os
 from typing import Sequence
 
 import numpy as np
+from scipy import stats
 
 from alexnet_jax import visualize
 from alexnet_jax import workdir as workdir_lib
@@ -58,7 +60,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 def summarize(runs: Sequence[Run], root: str,
               thresholds: Sequence[float] = ()) -> list[dict]:
   """One row per variant, in sweep order, aggregated over the seeds that finished."""
-  rows = []
+  rows, top1 = [], []
   for variant in dict.fromkeys(r.variant for r in runs):
     vruns = [r for r in runs if r.variant == variant]
     results = [(r, read_result(os.path.join(root, r.name))) for r in vruns]
@@ -70,6 +72,9 @@ def summarize(runs: Sequence[Run], root: str,
            "missing": len(vruns) - len(done)}
     for key in ("top1_error", "top5_error"):
       row[f"{key}_mean"], row[f"{key}_std"] = _mean_std([res["metrics"][key] for _, res in ok])
+    top1.append([res["metrics"]["top1_error"] for _, res in ok])
+    row.update(_against(top1[-1], top1[0]) if len(top1) > 1 else
+               {"top1_diff": math.nan, "top1_diff_se": math.nan, "top1_diff_p": math.nan})
     row["steps"], _ = _mean_std([res["step"] for _, res in ok])
     row["epochs"], _ = _mean_std([res["epoch"] for _, res in ok])
     row["wall_s_mean"], row["wall_s_std"] = _mean_std([res["wall_s"] for _, res in ok])
@@ -92,6 +97,31 @@ def summarize(runs: Sequence[Run], root: str,
   return rows
 
 
+def _against(errors: Sequence[float], first: Sequence[float]) -> dict:
+  """A variant's top-1 error against the first variant's (the sweep's baseline): the
+  difference of the means, its standard error and the two-sided p-value of Welch's t-test,
+  which does not assume the two spreads are equal. Seeds are not paired: a variant that
+  changes the parameters' shapes draws other initial weights from the same seed."""
+  a, b = np.asarray(errors, np.float64), np.asarray(first, np.float64)
+  if a.size < 2 or b.size < 2:
+    diff = float(a.mean() - b.mean()) if a.size and b.size else math.nan
+    return {"top1_diff": diff, "top1_diff_se": math.nan, "top1_diff_p": math.nan}
+  se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+  p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se > 0 else math.nan
+  return {"top1_diff": float(a.mean() - b.mean()), "top1_diff_se": se, "top1_diff_p": p}
+
+
+def _difference(row: dict) -> str:
+  if math.isnan(row["top1_diff"]):
+    return "–"
+  text = f"{row['top1_diff'] * 100:+.2f}"
+  if not math.isnan(row["top1_diff_se"]):
+    text += f" ± {row['top1_diff_se'] * 100:.2f}"
+  if not math.isnan(row["top1_diff_p"]):
+    text += f" (p = {row['top1_diff_p']:.2g})"
+  return text
+
+
 def _pm(mean: float, std: float, scale: float = 1.0, digits: int = 2) -> str:
   if math.isnan(mean):
     return "–"
@@ -112,8 +142,8 @@ def write_csv(rows: Sequence[dict], path: str) -> None:
 
 
 def markdown_table(rows: Sequence[dict], thresholds: Sequence[float] = ()) -> str:
-  head = ["variant", "seeds", "top-1 error (%)", "top-5 error (%)", "steps", "epochs",
-          "wall time / run (s)"]
+  head = ["variant", "seeds", "top-1 error (%)", "against the first (points)",
+          "top-5 error (%)", "steps", "epochs", "wall time / run (s)"]
   head += [h for t in thresholds for h in (f"epochs to {t * 100:g}% train error",
                                             f"whole epochs to {t * 100:g}% (epoch mean)")]
   head += ["last train top-1 error (%)"]
@@ -125,7 +155,7 @@ def markdown_table(rows: Sequence[dict], thresholds: Sequence[float] = ()) -> st
     if row["missing"]:
       seeds += f" ({row['missing']} not run yet)"
     cells = [f"`{row['variant']}`", seeds,
-             _pm(row["top1_error_mean"], row["top1_error_std"], 100),
+             _pm(row["top1_error_mean"], row["top1_error_std"], 100), _difference(row),
              _pm(row["top5_error_mean"], row["top5_error_std"], 100),
              _pm(row["steps"], math.nan, digits=0), _pm(row["epochs"], math.nan),
              _pm(row["wall_s_mean"], row["wall_s_std"], digits=0)]
@@ -142,8 +172,10 @@ def write_markdown(rows: Sequence[dict], path: str, title: str, notes: str = "",
   text = f"# {title}\n\n"
   text += markdown_table(rows, thresholds)
   text += ("\nMean ± sample standard deviation over seeds of the final evaluation "
-           "(validation/test split); wall time is the finishing invocation's; the last "
-           "training error is the mean over the last logging window of training steps.\n")
+           "(validation/test split); against the first: the difference of the mean top-1 "
+           "error to the first variant's, ± its standard error, and the two-sided p-value of "
+           "Welch's t-test; wall time is the finishing invocation's; the last training error "
+           "is the mean over the last logging window of training steps.\n")
   if thresholds:
     text += ("Epochs to a training error: the first logging window whose mean training "
              "top-1 error is at or below it (Figure 1 of the paper uses 25%); whole epochs: "

@@ -12,13 +12,14 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+from scipy import stats
 
 from alexnet_jax import models, sweep, sweep_report, synthetic, train
 from alexnet_jax import workdir as workdir_lib
 from experiments import cifar10, imagenet_paper, imagenette, quickstart
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SWEEPS = ("lrn", "pooling", "lrn_x_pooling", "activation", "towers")
+SWEEPS = ("lrn", "pooling", "lrn_x_pooling", "activation", "towers", "paper_claims")
 CONFIGS = {"cifar10": cifar10, "imagenette": imagenette, "imagenet_paper": imagenet_paper}
 
 
@@ -122,8 +123,17 @@ def test_summary_is_mean_and_std_over_seeds_and_says_not_reached(tmp_path):
   assert rows[0]["top1_error_std"] == pytest.approx(0.02 * math.sqrt(2))
   assert rows[0]["epochs_to_train_error_0.25_mean"] == pytest.approx(1.0)
   assert rows[1]["epochs_to_train_error_0.25_note"].startswith("not reached")
+  # tanh against relu: 53% - 32%, and Welch's test by hand (Welch-Satterthwaite's df).
+  v_relu, v_tanh = 0.02 ** 2 * 2 / 2, 0.03 ** 2 * 2 / 2     # sample variance / n
+  se = math.sqrt(v_relu + v_tanh)
+  df = (v_relu + v_tanh) ** 2 / (v_relu ** 2 + v_tanh ** 2)
+  assert math.isnan(rows[0]["top1_diff"])
+  assert rows[1]["top1_diff"] == pytest.approx(0.21)
+  assert rows[1]["top1_diff_se"] == pytest.approx(se)
+  assert rows[1]["top1_diff_p"] == pytest.approx(2 * stats.t.sf(0.21 / se, df))
   md = (tmp_path / "results.md").read_text()
-  assert "| `activation=relu` | 0 1 | 32.00 ± 2.83 |" in md and "not reached" in md
+  assert "| `activation=relu` | 0 1 | 32.00 ± 2.83 | – |" in md and "not reached" in md
+  assert f"| 53.00 ± 4.24 | +21.00 ± {se * 100:.2f} (p = " in md
   assert (tmp_path / "curves.png").stat().st_size > 1000
 
 
