@@ -69,29 +69,35 @@ def format_table(rows: list[Row], title: str = "") -> str:
   return "\n".join(lines)
 
 
-def init_signal(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
-                images, seed: int = 0) -> list[dict]:
-  """Per weight layer at initialisation: how much its pre-activation output varies with the
-  image (the per-channel standard deviation over images and positions, as an rms over
-  channels) against its bias (rms over channels), for uint8 squares `images` fed as
-  evaluation feeds them. Where `signal / bias` is small, the layer's output is nearly its
-  bias whatever the image, and after a ReLU its gradient says little about the input
-  (the paper's biases of 1 in conv2, conv4, conv5, fc6 and fc7, §5)."""
+def layer_signal(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.ConfigDict,
+                 images, seed: int = 0, params=None) -> list[dict]:
+  """Per weight layer, at initialisation (`seed`) or at a trained net's `params`: how much
+  its pre-activation output varies with the image (the per-channel standard deviation over
+  images and positions, as an rms over channels) against its bias (rms over channels), and
+  the share of its channels that a ReLU shuts for every image and position (`dead`: they
+  pass nothing forward and no gradient back; None for the logits and for tanh nets), for
+  uint8 squares `images` fed as evaluation feeds them.
+
+  Where `signal / bias` is small, the layer's output is nearly its bias whatever the image,
+  and the gradients below it say little about the input: the paper's biases of 1 in conv2,
+  conv4, conv5, fc6 and fc7 (§5) drown a narrow net's shrinking signal this way."""
   from alexnet_jax import augment  # pylint: disable=import-outside-toplevel
   size = int(data_cfg.image_size)
   model = models.create_model(model_cfg, size)
   x = augment.eval_images(jnp.asarray(images), data_cfg)
-  params = model.init(jax.random.key(seed), x[:1])["params"]
+  if params is None:
+    params = model.init(jax.random.key(seed), x[:1])["params"]
   _, state = model.apply({"params": params}, x, capture_intermediates=True,
                          mutable=["intermediates"])
+  names = [n for n in params if "bias" in params[n] and n in state["intermediates"]]
   rows = []
-  for name, layer in params.items():
-    if "bias" not in layer or name not in state["intermediates"]:
-      continue
+  for name in names:
     out = state["intermediates"][name]["__call__"][0].astype(jnp.float32)
     out = out.reshape(-1, out.shape[-1])
     signal = float(jnp.sqrt(jnp.mean(jnp.var(out, axis=0))))
-    bias = float(jnp.sqrt(jnp.mean(jnp.square(layer["bias"]))))
+    bias = float(jnp.sqrt(jnp.mean(jnp.square(params[name]["bias"]))))
+    relu = model_cfg.activation == "relu" and name != names[-1]
     rows.append({"layer": name, "signal": signal, "bias": bias,
-                 "ratio": signal / bias if bias else math.inf})
+                 "ratio": signal / bias if bias else math.inf,
+                 "dead": float(jnp.mean(jnp.all(out <= 0, axis=0))) if relu else None})
   return rows

@@ -44,7 +44,7 @@ def test_launch_prints_the_table():
   assert "pool5" in out and "6x6x256" in out
 
 
-def test_init_signal_measures_the_image_dependent_output_against_the_bias():
+def test_layer_signal_measures_the_image_dependent_output_against_the_bias():
   import numpy as np  # pylint: disable=import-outside-toplevel
   from experiments import imagenette  # pylint: disable=import-outside-toplevel
   cfg = imagenette.get_config("cpu")
@@ -52,10 +52,49 @@ def test_init_signal_measures_the_image_dependent_output_against_the_bias():
   cfg.model.num_classes = 4
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
-  rows = {r["layer"]: r for r in summary.init_signal(cfg.model, cfg.data, images)}
+  rows = {r["layer"]: r for r in summary.layer_signal(cfg.model, cfg.data, images)}
   assert list(rows) == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
   assert rows["conv2"]["bias"] == 1.0 and rows["conv1"]["bias"] == 0.0   # §5's biases
   assert rows["conv1"]["signal"] > 1 and rows["fc7"]["ratio"] < 0.1   # drowned by fc7
-  same = summary.init_signal(cfg.model, cfg.data, np.repeat(images[:1], 4, 0))
+  same = summary.layer_signal(cfg.model, cfg.data, np.repeat(images[:1], 4, 0))
   fc = [r for r in same if r["layer"].startswith("fc")]   # one image: fc outputs never vary
   assert len(fc) == 3 and all(r["signal"] < 1e-3 * rows[r["layer"]]["signal"] for r in fc)
+
+
+def test_layer_signal_counts_the_relus_shut_for_every_image():
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from experiments import imagenette  # pylint: disable=import-outside-toplevel
+  cfg = imagenette.get_config("cpu")
+  cfg.model.update(init_scheme="paper", num_classes=4, towers=1,
+                   features=(16, 32, 48, 48, 32), fc_features=(64, 64))
+  images = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+  model = models.create_model(cfg.model, cfg.data.image_size)
+  params = model.init(jax.random.key(0), np.zeros((1, 112, 112, 3), np.float32))["params"]
+  alive = {r["layer"]: r["dead"] for r in summary.layer_signal(cfg.model, cfg.data, images,
+                                                               params=params)}
+  assert alive["fc7"] == 0.0 and alive["fc8"] is None   # biases of 1 keep fc7 open
+  bias = np.asarray(params["fc7"]["bias"]).copy()
+  bias[:48] = -10.0                                      # 48 of fc7's 64 units shut
+  params = {**params, "fc7": {**params["fc7"], "bias": bias}}
+  dead = {r["layer"]: r["dead"] for r in summary.layer_signal(cfg.model, cfg.data, images,
+                                                              params=params)}
+  assert dead["fc7"] == pytest.approx(0.75) and dead["fc6"] == 0.0
+
+
+def test_launch_measures_a_trained_checkpoint(shapes_dir, tmp_path):
+  import helpers  # pylint: disable=import-outside-toplevel
+  from alexnet_jax import train  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "run")
+  train.train_and_evaluate(helpers.tiny_config(shapes_dir, num_train_steps=2,
+                                               checkpoint_every_steps=2), workdir)
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.summary", f"--workdir={workdir}",
+       f"--signal={shapes_dir}", "--images=8"], capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert f"at step 2 of {workdir} (he init" in proc.stdout
+  lines = {l.split()[0]: l for l in proc.stdout.splitlines() if "signal/bias" in l}
+  assert "dead ReLUs" in lines["fc7"] and "dead ReLUs" not in lines["fc8"]
+  bad = subprocess.run([sys.executable, "-m", "launch.summary", f"--workdir={workdir}"],
+                       capture_output=True, text=True)
+  assert bad.returncode != 0 and "give --signal=<prepared dataset> too" in bad.stderr
