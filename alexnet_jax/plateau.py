@@ -2,9 +2,10 @@
 chance, within 1% of ln(num_classes), for a long stretch.
 
 With the paper's init (§5: N(0, 0.01) weights, biases of 1 in conv2, conv4, conv5, fc6 and
-fc7) a narrow net's loss can sit at ln(num_classes) for epochs (experiments/results/
-imagenette/). The warning names that likely cause and where the README discusses it; it
-never stops training. `train.py` calls `ChanceLoss.check` at every log step.
+fc7) a narrow net's loss can sit at ln(num_classes) for good: on Imagenette's `cpu` net
+fc7's ReLUs all died within two epochs and the loss never left ln 10 in 40
+(experiments/results/imagenette/). The warning names that likely cause, where the README
+discusses it, and the command that shows a run's dead ReLUs; it never stops training. `train.py` calls `ChanceLoss.check` at every log step.
 """
 from __future__ import annotations
 
@@ -14,15 +15,17 @@ from absl import logging
 
 TOLERANCE = 0.01     # "at chance": within 1% of ln(num_classes)
 MIN_STEPS = 1000     # how long the loss must stay there before the warning
-README_SECTION = "Results, \"Imagenette: the paper's recipe at CPU size\""
+README_SECTION = "Results, \"The paper's initialisation\""
 
 
 class ChanceLoss:
   """Follows the logged training loss; warns once per stretch at chance of MIN_STEPS."""
 
-  def __init__(self, num_classes: int, init_scheme: str = "paper", min_steps: int | None = None):
+  def __init__(self, num_classes: int, init_scheme: str = "paper", min_steps: int | None = None,
+               diagnose: str = ""):
+    """`diagnose`: a command the warning names that measures the run's layers."""
     self.num_classes, self.chance = num_classes, math.log(num_classes)
-    self.init_scheme = init_scheme
+    self.init_scheme, self.diagnose = init_scheme, diagnose
     self.min_steps = MIN_STEPS if min_steps is None else min_steps
     self.since: int | None = None   # the first log step of the current stretch at chance
     self.warned = False
@@ -39,14 +42,15 @@ class ChanceLoss:
     self.warned = True
     if self.init_scheme in ("paper", "caffe"):
       cause = (f"the init: with the {self.init_scheme} init's N(0, 0.01) weights and positive "
-               "biases a narrow net's signal drowns in the biases; "
-               "--config.model.init_scheme=torch starts at once")
+               "biases a narrow net's signal drowns in the biases, and fc7's ReLUs can die "
+               "for good; --config.model.init_scheme=torch starts at once")
     else:
       cause = "the learning rate (too high, or too low to move the init)"
     message = (
         f"the training loss has stayed within {TOLERANCE:.0%} of ln({self.num_classes})"
         f" = {self.chance:.3f}, chance, from step {self.since} to {step}: the net has not "
         f"started to learn. The likely cause is {cause} (README: {README_SECTION}). "
-        "Training goes on.")
+        + (f"`{self.diagnose}` shows each layer's signal and dead ReLUs. " if self.diagnose
+           else "") + "Training goes on.")
     logging.warning(message)
     return message

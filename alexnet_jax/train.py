@@ -339,7 +339,9 @@ class _Run:
     self.total_steps = num_train_steps(cfg, self.steps_per_epoch)
     self.trainer = Trainer(cfg, self.steps_per_epoch)
     self.is_chief = jax.process_index() == 0
-    self.chance_loss = plateau.ChanceLoss(cfg.model.num_classes, cfg.model.init_scheme)
+    self.chance_loss = plateau.ChanceLoss(
+        cfg.model.num_classes, cfg.model.init_scheme,
+        diagnose=f"python -m launch.summary --workdir={workdir} --signal={cfg.data.data_dir}")
     self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
     self.step, self.state, self.meta = checkpoint.restore_latest(
         self.manager, self.trainer.abstract_state)
