@@ -1,8 +1,9 @@
 """cuda-convnet's layers-conv-local-11pct CIFAR-10 net of the paper's §3.3 remark with its
 locally connected layers as convolutions (models.py preset 'conv_local_11pct_as_conv';
-experiments/conv_local_11pct.py is the net itself), on 32x32 images with pad-and-crop and flips, at the paper's input scale (0-255 minus the
-training mean) with the paper's N(0, 0.01) init: 30 epochs of batch 128, cosine schedule.
-experiments/results/cifar10/ holds the LRN, pooling and ReLU/tanh ablations of it.
+experiments/conv_local_11pct.py is the net itself), on 32x32 images with pad-and-crop and
+flips, at the paper's input scale (0-255 minus the training mean) with the paper's
+N(0, 0.01) init: 30 epochs of batch 128, cosine schedule. experiments/results/cifar10/
+holds its LRN and pooling ablations (experiments/sweeps/paper_claims.py).
 
     python -m launch.prepare --source=<cifar10 folder or tfds:cifar10> --size=32 \
         --out=data/cifar10
