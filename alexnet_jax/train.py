@@ -218,7 +218,10 @@ def run_info(cfg, class_names: list[str]) -> dict:
 def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
   """A workdir belongs to one config: ValueError listing the fields where `info` differs
   from the run.json of a workdir that already holds checkpoints. With `allow_changes`,
-  differences in CHANGEABLE_ON_RESUME only are accepted (and run.json is then rewritten)."""
+  differences in CHANGEABLE_ON_RESUME only are accepted (and run.json is then rewritten).
+
+  Fields that the run.json lacks were added to the code after the run began; they take
+  today's values, with a warning, so that a run resumes across an upgrade."""
   path = workdir_lib.resolve(workdir) / workdir_lib.RUN_INFO
   if not path.exists() or not (workdir_lib.resolve(workdir) / workdir_lib.CHECKPOINTS).exists():
     return
@@ -227,7 +230,9 @@ def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
             "class_names": old.get("class_names")}
   after = {**traverse_util.flatten_dict(info["config"], sep="."),
            "class_names": info["class_names"]}
-  changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+  added = sorted(set(after) - set(before))
+  changed = sorted(k for k in set(before) | set(after)
+                   if k not in added and before.get(k) != after.get(k))
   changeable = set(CHANGEABLE_ON_RESUME)
   if after.get("schedule") == "cosine":   # its curve is laid over the run's length
     changeable -= {"num_epochs", "num_train_steps"}
@@ -242,6 +247,9 @@ def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
                      f"config ({path}): {shown}{more}; use a new workdir{hint}")
   if changed:
     logging.warning("resuming with changed fields: %s", ", ".join(changed))
+  if added:
+    logging.warning("%s predates the config fields %s; resuming with them as %s", path,
+                    ", ".join(added), ", ".join(repr(after[k]) for k in added))
 
 
 class LossIsNotFinite(RuntimeError):

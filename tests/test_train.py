@@ -191,6 +191,25 @@ def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
   assert [r["step"] for r in rows if "eval_top1_error" in r] == [2, 4, 6]
 
 
+def test_a_run_from_before_a_config_field_existed_resumes(shapes_dir, tmp_path):
+  """A run.json without a field that the code gained later (here: one written before
+  `freeze` and `model.lrn_across_towers` existed) is not another config; a different value
+  of a field it has still is."""
+  cfg = with_data(tiny_config(num_train_steps=2, checkpoint_every_steps=2,
+                              eval_every_steps=1000), shapes_dir)
+  train.train_and_evaluate(cfg, str(tmp_path))
+  info = json.loads((tmp_path / "run.json").read_text())
+  del info["config"]["freeze"], info["config"]["model"]["lrn_across_towers"]
+  (tmp_path / "run.json").write_text(json.dumps(info))
+  cfg.num_train_steps = 4
+  with pytest.raises(ValueError, match=r"num_train_steps: 2 -> 4; use a new workdir"):
+    train.train_and_evaluate(cfg, str(tmp_path))
+  train.train_and_evaluate(cfg, str(tmp_path), allow_changes=True)
+  assert "lrn_across_towers" in json.loads((tmp_path / "run.json").read_text())["config"]["model"]
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert max(r["step"] for r in rows) == 4
+
+
 @pytest.mark.slow
 def test_loader_worker_processes_resume_exactly(shapes_dir, tmp_path):
   """With grain worker processes, the loader state in the checkpoint still resumes at the
