@@ -1,5 +1,6 @@
 """What clusters do to a run: SIGTERM before a stop, and checkpoints damaged afterwards."""
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -98,4 +99,5 @@ def test_a_full_disk_at_a_checkpoint_is_one_line(shapes_dir, tmp_path):
   assert proc.returncode == 1
   assert "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) < 12, proc.stderr[-3000:]
   last = proc.stderr.strip().splitlines()[-1]
-  assert last.startswith("error: could not write checkpoint 5 in ") and "File too large" in last
+  # Which save hits the limit first depends on how orbax chunks the arrays: 5 or 10.
+  assert re.match(r"error: could not write checkpoint (5|10) in .*File too large", last), last
