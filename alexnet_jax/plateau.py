@@ -5,7 +5,8 @@ With the paper's init (§5: N(0, 0.01) weights, biases of 1 in conv2, conv4, con
 fc7) a narrow net's loss can sit at ln(num_classes) for good: on Imagenette's `cpu` net
 98% of fc7's ReLUs died within two epochs and the loss never left ln 10 in 40
 (experiments/results/imagenette/). The warning names that likely cause, where the README
-discusses it, and the command that shows a run's dead ReLUs; it never stops training. `train.py` calls `ChanceLoss.check` at every log step.
+discusses it, and the command that shows a run's dead ReLUs; it never stops training.
+`train.py` calls `ChanceLoss.check` at every log step.
 """
 from __future__ import annotations
 

@@ -12,12 +12,12 @@ the paper's widths (48-128-192-192-128, fc 2048-2048, two towers), 112x112 crops
 128x128 images (§2's 227 of 256, halved), 15 epochs; experiments/results/imagenette/ holds
 a run of it.
 
-Init: with the paper's N(0, 0.01) and biases of 1 (§5), the `cpu` size never started: 98% of
-fc7's ReLUs died in the first two epochs (all by the end) and the loss stayed at ln 10 for 40. Caffe's
-variant (biases 0.1) started at epoch 3.6; PyTorch's default init ('torch', which
-torchvision's AlexNet uses) starts at once at the paper's input scale, so it is the default
-here (experiments/results/imagenette/). `--config.model.init_scheme=paper` selects the
-paper's.
+Init: with the paper's N(0, 0.01) and biases of 1 (§5), the `cpu` size never started: 98%
+of fc7's ReLUs died in the first two epochs (all by the end) and the loss stayed at ln 10
+for 40. Caffe's variant (biases 0.1) started at epoch 3.6; PyTorch's default init ('torch',
+which torchvision's AlexNet uses) starts at once at the paper's input scale, so it is the
+default here (experiments/results/imagenette/). `--config.model.init_scheme=paper` selects
+the paper's.
 """
 from experiments import default
 
