@@ -100,8 +100,9 @@ def summarize(runs: Sequence[Run], root: str,
 def _against(errors: Sequence[float], first: Sequence[float]) -> dict:
   """A variant's top-1 error against the first variant's (the sweep's baseline): the
   difference of the means, its standard error and the two-sided p-value of Welch's t-test,
-  which does not assume the two spreads are equal. Seeds are not paired: a variant that
-  changes the parameters' shapes draws other initial weights from the same seed."""
+  which does not assume the two spreads are equal. It ignores that runs of one seed share
+  their data order, so it is the cautious test; a variant that changes the parameters'
+  shapes also draws other initial weights from the same seed."""
   a, b = np.asarray(errors, np.float64), np.asarray(first, np.float64)
   if a.size < 2 or b.size < 2:
     diff = float(a.mean() - b.mean()) if a.size and b.size else math.nan
