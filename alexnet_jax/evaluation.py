@@ -9,6 +9,7 @@ finite where every crop's softmax underflows.
 """
 from __future__ import annotations
 
+import collections
 import functools
 import time
 from typing import Any, Iterable
@@ -22,6 +23,10 @@ from tqdm import tqdm
 from alexnet_jax import augment
 
 CENTRE_CROP = augment.CENTRE_CROP   # the centre crop's index among the ten crops
+
+# Batches dispatched ahead of the device. Two keep it fed; an unbounded queue also let
+# XLA:CPU fill its 32 programs per device and deadlock a multi-process job's collectives.
+IN_FLIGHT = 2
 
 
 def metric_sums(logits, labels, mask) -> dict:
@@ -74,32 +79,53 @@ def eval_sums(params, batch: dict, *, apply_fn, data_cfg, ten_crop: bool) -> dic
           "ten_crop": metric_sums(average_crops(out), labels, mask)}
 
 
+def add_batch(sums: dict, params, batch: dict, **kwargs) -> dict:
+  """`sums` plus `eval_sums` of one batch: an evaluation's one compiled step."""
+  return jax.tree.map(jnp.add, sums, eval_sums(params, batch, **kwargs))
+
+
+def zero_sums(params, batch: dict, **kwargs) -> dict:
+  """Zeros shaped like `eval_sums`, where the running sums start (the forward pass it
+  traces computes nothing that is used, and XLA drops it)."""
+  return jax.tree.map(jnp.zeros_like, eval_sums(params, batch, **kwargs))
+
+
 class Evaluator:
   """`run(params, batches)`: metric sums over host batches, added on the device.
 
-  `put` turns a host batch into global device arrays (sharded over `data`).
+  `put` turns a host batch into global device arrays (sharded over `data`). Each batch is
+  one compiled call that adds its sums to the running ones, as the training step does, so
+  every process of a job runs the same one program per batch.
   """
 
   def __init__(self, apply_fn, data_cfg, param_shardings, batch_sharding, replicated, put):
     self._put = put
-    self._steps = {
-        ten: jax.jit(functools.partial(eval_sums, apply_fn=apply_fn, data_cfg=data_cfg,
-                                       ten_crop=ten),
-                     in_shardings=(param_shardings, batch_sharding), out_shardings=replicated)
-        for ten in (False, True)}
+    self._steps = {}
+    for ten in (False, True):
+      kwargs = dict(apply_fn=apply_fn, data_cfg=data_cfg, ten_crop=ten)
+      self._steps[ten] = (
+          jax.jit(functools.partial(zero_sums, **kwargs),
+                  in_shardings=(param_shardings, batch_sharding), out_shardings=replicated),
+          jax.jit(functools.partial(add_batch, **kwargs),
+                  in_shardings=(replicated, param_shardings, batch_sharding),
+                  out_shardings=replicated))
 
   def run(self, params, batches: Iterable[dict], *, ten_crop: bool = False,
           total: int | None = None, log_every: int = 0, progress: bool = False
           ) -> dict[str, Any]:
     """{'single_crop': metrics, ['ten_crop': metrics], 'examples', 'seconds'}; with
     `progress`, a progress bar on stderr."""
-    step = self._steps[ten_crop]
+    zeros, add = self._steps[ten_crop]
     sums, t0, seen = None, time.perf_counter(), 0
+    in_flight = collections.deque()
     bar = tqdm(batches, total=total, disable=not progress, desc="evaluate", unit="batch")
     for i, batch in enumerate(bar):
-      out = step(params, self._put(batch))
-      sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
       seen += len(batch["label"])
+      batch = self._put(batch)
+      sums = add(zeros(params, batch) if sums is None else sums, params, batch)
+      in_flight.append(sums)
+      if len(in_flight) > IN_FLIGHT:
+        jax.block_until_ready(in_flight.popleft())
       if log_every and (i + 1) % log_every == 0:
         logging.info("evaluated batch %d/%s: %.1f images/s", i + 1, total or "?",
                      seen / (time.perf_counter() - t0))

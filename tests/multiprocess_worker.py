@@ -8,7 +8,9 @@ devices, and runs launch.train's training (`train.train_and_evaluate`) on the ti
 two-tower config with dropout, on mesh MESH ('data,model'), in WORKDIR: the real loader,
 feed, collective checkpoint and logs. FLAGs are `field=value` config overrides.
 """
+import faulthandler
 import os
+import signal
 import sys
 
 os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={sys.argv[4]}"
@@ -37,6 +39,7 @@ def config(data_dir, mesh, overrides):
 
 
 def main():
+  faulthandler.register(signal.SIGUSR1, all_threads=True)   # the test's view of a hang
   pid, n, port, _, mesh, workdir, data_dir, *overrides = sys.argv[1:]
   pid, n = int(pid), int(n)
   logging.set_verbosity(logging.INFO)

@@ -25,26 +25,44 @@ def free_port():
 
 
 def start_job(processes, devices, mesh, workdir, data_dir, *overrides):
+  """The job's processes, each writing its output to a file beside WORKDIR (a pipe nobody
+  reads would fill and stall a process, and with it the others in their collectives)."""
   port = free_port()
-  return [subprocess.Popen(
-      [sys.executable, WORKER, str(pid), str(processes), str(port), str(devices), mesh,
-       str(workdir), data_dir, *overrides],
-      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-      for pid in range(processes)]
+  procs = []
+  for pid in range(processes):
+    log = workdir.parent / f"{workdir.name}.process{pid}.log"
+    with open(log, "w") as out:
+      p = subprocess.Popen(
+          [sys.executable, WORKER, str(pid), str(processes), str(port), str(devices), mesh,
+           str(workdir), data_dir, *overrides],
+          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    p.log = log
+    procs.append(p)
+  return procs
 
 
-def wait(procs, timeout=600):
-  outputs = []
-  try:
-    for p in procs:
-      output, _ = p.communicate(timeout=timeout)
-      outputs.append(output)
-      assert p.returncode == 0, output[-3000:]
-  finally:
-    for p in procs:   # never leave a process behind, whatever happened
-      if p.poll() is None:
-        p.kill()
-        p.wait()
+def wait(procs, timeout=240):
+  """Every process's output once all have exited 0. A job still running after `timeout`
+  seconds is a hang: each process prints its threads' stacks (the worker's SIGUSR1) before
+  it is killed, and the failure shows every process's output."""
+  deadline = time.time() + timeout
+  while time.time() < deadline and any(p.poll() is None for p in procs):
+    time.sleep(0.2)
+  hung = [p.pid for p in procs if p.poll() is None]
+  for p in procs:
+    if p.poll() is None:
+      p.send_signal(signal.SIGUSR1)
+  if hung:
+    time.sleep(2)
+  for p in procs:   # never leave a process behind, whatever happened
+    if p.poll() is None:
+      p.kill()
+    p.wait()
+  outputs = [p.log.read_text() for p in procs]
+  report = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-4000:]}"
+                     for i, (p, out) in enumerate(zip(procs, outputs)))
+  assert not hung, f"processes {hung} still running after {timeout} s:\n{report}"
+  assert all(p.returncode == 0 for p in procs), report
   return outputs
 
 
@@ -113,7 +131,7 @@ def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(shapes_dir
     deadline = time.time() + 240
     while time.time() < deadline and not (
         (workdir / "metrics.jsonl").exists() and len(train_losses(workdir)) >= 2):
-      assert all(p.poll() is None for p in procs), procs[0].communicate()[0][-3000:]
+      assert all(p.poll() is None for p in procs), procs[0].log.read_text()[-3000:]
       time.sleep(0.2)
     procs[1].send_signal(signal.SIGTERM)
   except BaseException:
