@@ -9,7 +9,6 @@ finite where every crop's softmax underflows.
 """
 from __future__ import annotations
 
-import collections
 import functools
 import time
 from typing import Any, Iterable
@@ -20,13 +19,9 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from alexnet_jax import augment
+from alexnet_jax import augment, dispatch
 
 CENTRE_CROP = augment.CENTRE_CROP   # the centre crop's index among the ten crops
-
-# Batches dispatched ahead of the device. Two keep it fed; an unbounded queue also let
-# XLA:CPU fill its 32 programs per device and deadlock a multi-process job's collectives.
-IN_FLIGHT = 2
 
 
 def metric_sums(logits, labels, mask) -> dict:
@@ -94,8 +89,8 @@ class Evaluator:
   """`run(params, batches)`: metric sums over host batches, added on the device.
 
   `put` turns a host batch into global device arrays (sharded over `data`). Each batch is
-  one compiled call that adds its sums to the running ones, as the training step does, so
-  every process of a job runs the same one program per batch.
+  one compiled call that adds its sums to the running ones, as the training step does,
+  and the host stays at most `dispatch.AHEAD` batches ahead.
   """
 
   def __init__(self, apply_fn, data_cfg, param_shardings, batch_sharding, replicated, put):
@@ -117,15 +112,13 @@ class Evaluator:
     `progress`, a progress bar on stderr."""
     zeros, add = self._steps[ten_crop]
     sums, t0, seen = None, time.perf_counter(), 0
-    in_flight = collections.deque()
+    throttle = dispatch.Throttle()
     bar = tqdm(batches, total=total, disable=not progress, desc="evaluate", unit="batch")
     for i, batch in enumerate(bar):
       seen += len(batch["label"])
       batch = self._put(batch)
       sums = add(zeros(params, batch) if sums is None else sums, params, batch)
-      in_flight.append(sums)
-      if len(in_flight) > IN_FLIGHT:
-        jax.block_until_ready(in_flight.popleft())
+      throttle(sums)
       if log_every and (i + 1) % log_every == 0:
         logging.info("evaluated batch %d/%s: %.1f images/s", i + 1, total or "?",
                      seen / (time.perf_counter() - t0))

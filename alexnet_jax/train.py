@@ -3,9 +3,10 @@
 `train_step` is pure: `(state, sums, uint8 batch, key) -> (state, sums)`, compiled once with
 `jax.jit` over the (data, model) mesh of `sharding.py`, augmentation included (§4.1).
 `train_and_evaluate` is the only function with a loop and side effects (input, logs,
-checkpoints). The loop never waits for the device between log steps: batches are put on
-the devices two ahead, the metrics add up on the device, and the NaN check reads one
-scalar at log and checkpoint steps.
+checkpoints). The loop reads nothing from the device between log steps: batches are put
+on the devices two ahead, the metrics add up on the device, and the NaN check reads one
+scalar at log and checkpoint steps. It dispatches at most two steps ahead of the devices
+(`dispatch.Throttle`).
 """
 from __future__ import annotations
 
@@ -30,8 +31,8 @@ from absl import logging
 from flax import struct, traverse_util
 from jax.experimental import multihost_utils
 
-from alexnet_jax import (augment, checkpoint, data, evaluation, events, finetune, loader,
-                         models, plateau, sharding)
+from alexnet_jax import (augment, checkpoint, data, dispatch, evaluation, events, finetune,
+                         loader, models, plateau, sharding)
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -154,7 +155,7 @@ class Trainer:
     self.train_step = jax.jit(
         functools.partial(train_step, apply_fn=self.apply_fn, tx=self.tx, data_cfg=cfg.data),
         in_shardings=(self.state_shardings, rep, self.batch_sharding, rep),
-        out_shardings=(self.state_shardings, rep), donate_argnums=(0, 1))
+        out_shardings=(self.state_shardings, rep), donate_argnums=0)   # sums: for Throttle
     self.evaluator = evaluation.Evaluator(self.apply_fn, cfg.data, self.state_shardings.params,
                                           self.batch_sharding, rep, self.device_batch)
 
@@ -452,10 +453,12 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
     start, state, meta = run.start()
     key = jax.random.key(cfg.seed)
     window, eval_metrics = _Window(run.trainer, start), None
+    throttle = dispatch.Throttle()
     for step in range(start, run.total_steps):
       # the first call compiles the step: not training time
       with window.paused() if step == start else contextlib.nullcontext() as compiling:
         state, window.sums = run.trainer.train_step(state, window.sums, next(run.batches), key)
+        throttle(window.sums)
         if compiling:
           jax.block_until_ready(window.sums)
           logging.info("compiled and ran the first step in %.1f s", compiling())

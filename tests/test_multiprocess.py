@@ -66,8 +66,9 @@ def wait(procs, timeout=240):
   return outputs
 
 
-def run_job(processes, devices, mesh, workdir, data_dir, *overrides):
-  return wait(start_job(processes, devices, mesh, workdir, data_dir, *overrides))
+def run_job(processes, devices, mesh, workdir, data_dir, *overrides, timeout=240):
+  return wait(start_job(processes, devices, mesh, workdir, data_dir, *overrides),
+              timeout=timeout)
 
 
 def train_losses(workdir):
@@ -103,6 +104,17 @@ def test_processes_train_like_one(reference, shapes_dir, tmp_path, processes, de
   # The collective checkpoint is complete and only process 0 wrote the logs.
   assert os.listdir(workdir / "checkpoints") == ["4"]
   assert len([f for f in os.listdir(workdir) if f.startswith("events.out")]) == 1
+
+
+@pytest.mark.slow
+def test_a_long_stretch_without_logs_does_not_deadlock(shapes_dir, tmp_path):
+  """120 steps that read nothing from the devices, on two processes of two CPU devices
+  each. A loop that dispatched without bound filled XLA:CPU's 32 programs per device and
+  the job hung in its gloo collectives; `dispatch.Throttle` keeps it two steps ahead."""
+  workdir = tmp_path / "run"
+  run_job(2, 2, "2,2", workdir, shapes_dir, "num_train_steps=120", "log_every_steps=120",
+          "eval_every_steps=120", "checkpoint_every_steps=120", timeout=150)
+  assert os.listdir(workdir / "checkpoints") == ["120"]
 
 
 @pytest.mark.slow
