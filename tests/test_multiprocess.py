@@ -48,10 +48,9 @@ def wait(procs, timeout=240):
   deadline = time.time() + timeout
   while time.time() < deadline and any(p.poll() is None for p in procs):
     time.sleep(0.2)
-  hung = [p.pid for p in procs if p.poll() is None]
-  for p in procs:
-    if p.poll() is None:
-      p.send_signal(signal.SIGUSR1)
+  hung = [p for p in procs if p.poll() is None]
+  for p in hung:
+    p.send_signal(signal.SIGUSR1)
   if hung:
     time.sleep(2)
   for p in procs:   # never leave a process behind, whatever happened
@@ -61,7 +60,8 @@ def wait(procs, timeout=240):
   outputs = [p.log.read_text() for p in procs]
   report = "\n".join(f"--- process {i} (exit {p.returncode}):\n{out[-4000:]}"
                      for i, (p, out) in enumerate(zip(procs, outputs)))
-  assert not hung, f"processes {hung} still running after {timeout} s:\n{report}"
+  pids = [p.pid for p in hung]
+  assert not hung, f"processes {pids} still running after {timeout} s:\n{report}"
   assert all(p.returncode == 0 for p in procs), report
   return outputs
 
