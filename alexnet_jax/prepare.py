@@ -40,6 +40,7 @@ calling `prepare` with workers > 1 needs the usual `if __name__ == "__main__":` 
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -57,10 +58,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from absl import logging
 from array_record.python.array_record_module import ArrayRecordWriter
-from PIL import Image, ImageFile
+from PIL import Image
 from tqdm import tqdm
 
-from alexnet_jax import loader, records
+from alexnet_jax import ilsvrc, loader, records
 from alexnet_jax import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
@@ -69,6 +70,7 @@ SKIPPED_FILE = "skipped.txt"
 LOCK_FILE = ".prepare.lock"
 UNREADABLE = "cannot read"   # a skip reason that a rerun retries: the file may be readable then
 IN_FLIGHT = 512   # images being decoded at once, at most: enough for 64+ workers
+CHUNK = 16        # images per message to and from a worker
 
 # An input: (name for the skipped list, label, a file path or the encoded image bytes).
 Item = tuple[str, int, "str | bytes"]
@@ -80,18 +82,16 @@ class _Unreadable(Exception):
   """The file could not be read at all (a permission, an I/O error): not its content."""
 
 
-def _open(source: str | bytes) -> Image.Image:
-  """Decodes fully; raises on truncated files (LOAD_TRUNCATED_IMAGES stays False)."""
-  ImageFile.LOAD_TRUNCATED_IMAGES = False
+def _read(source: "str | bytes | ilsvrc.TarMember") -> bytes:
+  """The encoded bytes of an input: a file, bytes already read, or an image inside a tar."""
   try:
-    data = source if isinstance(source, bytes) else open(source, "rb").read()
+    data = source if isinstance(source, bytes) else (
+        source.read() if isinstance(source, ilsvrc.TarMember) else open(source, "rb").read())
   except OSError as e:
     raise _Unreadable(e.strerror or str(e)) from None
   if not data:
     raise ValueError("empty file")
-  image = Image.open(io.BytesIO(data))
-  image.load()
-  return image
+  return data
 
 
 def _reason(error: Exception) -> str:
@@ -106,14 +106,15 @@ def _reason(error: Exception) -> str:
   return text if text == "empty file" else f"cannot decode: {type(error).__name__}: {text}"
 
 
-def encode_image(source: str | bytes, size: int, encoding: str, quality: int) -> bytes:
-  """A file (path or bytes) -> the record payload: raw HWC RGB bytes, or a JPEG file."""
-  with _open(source) as image:
-    image = records.square(records.to_rgb(image), size)
+def encode_image(source: "str | bytes | ilsvrc.TarMember", size: int, encoding: str,
+                 quality: int) -> bytes:
+  """An input -> the record payload: raw HWC RGB bytes, or a JPEG file. Decoding raises on
+  truncated files (records.decode_image)."""
+  pixels = records.square_pixels(records.decode_image(_read(source), size), size)
   if encoding == "raw":
-    return np.asarray(image, np.uint8).tobytes()
+    return pixels.tobytes()
   buffer = io.BytesIO()
-  image.save(buffer, "JPEG", quality=quality)
+  Image.fromarray(pixels).save(buffer, "JPEG", quality=quality)
   return buffer.getvalue()
 
 
@@ -127,6 +128,11 @@ def _work(item: Item, size: int, encoding: str, quality: int) -> tuple[str, int,
     return name, label, None, _reason(e)
 
 
+def _work_chunk(items: list[Item], size: int, encoding: str, quality: int) -> list[tuple]:
+  """`_work` on a chunk of inputs: one message each way per chunk, not per image."""
+  return [_work(item, size, encoding, quality) for item in items]
+
+
 # ---------------------------------------------------------------- sources
 
 class Shard:
@@ -136,7 +142,7 @@ class Shard:
     self.index, self.count, self.key, self.items = index, count, key, items
 
 
-def _plan(split: str, num_inputs: int, per_shard: int, key: Callable[[int, int], str],
+def _plan(num_inputs: int, per_shard: int, key: Callable[[int, int], str],
           items: Callable[[int, int], Iterable[Item]]) -> list[Shard]:
   bounds = [(a, min(a + per_shard, num_inputs)) for a in range(0, num_inputs, per_shard)]
   return [Shard(i, b - a, key(a, b), lambda a=a, b=b: items(a, b))
@@ -154,7 +160,7 @@ def _files(path: str) -> list[str]:
 def folder_source(root: str, per_shard: int) -> tuple[list[str], dict[str, list[Shard]]]:
   """`<root>/<split>/<class>/<image>` -> (class names, {split: shards}), files shuffled."""
   if not os.path.isdir(root):
-    raise ValueError(f"source {root!r} is not a folder (nor tfds:<name>)")
+    raise ValueError(f"source {root!r} is not a folder (nor tfds:<name> or imagenet:<folder>)")
   splits = _subdirs(root)
   classes = sorted(set().union(*(_subdirs(os.path.join(root, s)) for s in splits)))
   if not classes:
@@ -162,19 +168,33 @@ def folder_source(root: str, per_shard: int) -> tuple[list[str], dict[str, list[
                      "<root>/<split>/<class>/<image>, e.g. train/cat/1.jpg)")
   plans = {}
   for split in splits:
-    inputs = [(os.path.join(split, c, f), label) for label, c in enumerate(classes)
-              if os.path.isdir(os.path.join(root, split, c))
+    inputs = [(os.path.join(split, c, f), label, os.path.join(root, split, c, f))
+              for label, c in enumerate(classes) if os.path.isdir(os.path.join(root, split, c))
               for f in _files(os.path.join(root, split, c))]
-    inputs = [inputs[i] for i in np.random.default_rng(0).permutation(len(inputs))]
-
-    def items(a, b, inputs=inputs):
-      return [(rel, label, os.path.join(root, rel)) for rel, label in inputs[a:b]]
-
-    def key(a, b, inputs=inputs):
-      return hashlib.sha1("\n".join(f"{r}\t{l}" for r, l in inputs[a:b]).encode()).hexdigest()
-
-    plans[split] = _plan(split, len(inputs), per_shard, key, items)
+    plans[split] = _shuffled_plan(inputs, per_shard)
   return classes, plans
+
+
+def imagenet_source(root: str, splits: list[str] | None,
+                    per_shard: int) -> tuple[list[str], dict[str, list[Shard]]]:
+  """ILSVRC-2012 as downloaded (ilsvrc.py) -> (the 1,000 sorted WNIDs, {split: shards})."""
+  return ilsvrc.class_names(), {split: _shuffled_plan(inputs, per_shard)
+                                for split, inputs in ilsvrc.splits(root, splits).items()}
+
+
+def _shuffled_plan(inputs: list[Item], per_shard: int) -> list[Shard]:
+  """Shards of `inputs` in one fixed pseudo-random order (numpy default_rng(0)), so that a
+  slice such as 'train[:90%]' holds every class; a shard's key names its inputs, so that
+  a rerun on a changed source is refused rather than mixed."""
+  inputs = [inputs[i] for i in np.random.default_rng(0).permutation(len(inputs))]
+
+  def items(a, b):
+    return inputs[a:b]
+
+  def key(a, b):
+    return hashlib.sha1("\n".join(f"{n}\t{l}" for n, l, _ in inputs[a:b]).encode()).hexdigest()
+
+  return _plan(len(inputs), per_shard, key, items)
 
 
 def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
@@ -198,7 +218,7 @@ def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
       for i, ex in enumerate(tfds.as_numpy(ds)):
         yield f"{split}[{a + i}]", int(ex["label"]), bytes(ex["image"])
 
-    plans[split] = _plan(split, count, per_shard, lambda a, b, s=split: f"{name}:{s}[{a}:{b}]",
+    plans[split] = _plan(count, per_shard, lambda a, b, s=split: f"{name}:{s}[{a}:{b}]",
                          items)
   return list(features["label"].names), plans
 
@@ -273,9 +293,10 @@ def _sha256(path: str) -> str:
     return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: dict,
-                 num_classes: int) -> None:
-  """Writes `<name>.tmp`, then the sidecar, then renames the shard into place."""
+def _write_shard(out: str, name: str, shard: Shard, results: Iterator,
+                 num_classes: int) -> tuple[list[int], list]:
+  """Writes `<name>.tmp`; returns its class counts and skipped inputs (`_finish_shard` then
+  writes the sidecar and renames it into place)."""
   counts, skipped = [0] * num_classes, []
   tmp = os.path.join(out, name + ".tmp")
   writer = ArrayRecordWriter(tmp, WRITER_OPTIONS)
@@ -291,7 +312,15 @@ def _write_shard(out: str, name: str, shard: Shard, results: Iterator, options: 
     with contextlib.suppress(OSError):
       os.remove(tmp)   # gives a full disk its space back
     raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from e
-  workdir_lib.write_json_atomic(_sidecar(out, name), {"key": shard.key, "options": options,
+  return counts, skipped
+
+
+def _finish_shard(out: str, name: str, key: str, options: dict, counts: list[int],
+                  skipped: list) -> None:
+  """The sidecar (with the shard's sha256), then the rename: run in a thread beside the
+  next shard's writing, since hashing reads the whole file back (hashlib frees the GIL)."""
+  tmp = os.path.join(out, name + ".tmp")
+  workdir_lib.write_json_atomic(_sidecar(out, name), {"key": key, "options": options,
                                     "class_counts": counts, "records": sum(counts),
                                     "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp),
                                     "skipped": skipped})
@@ -303,23 +332,29 @@ def _first_line(error: Exception) -> str:
 
 
 def _results(pool, items: Iterable[Item], options: dict) -> Iterator:
-  args = ((item, options["image_size"], options["encoding"], options["jpeg_quality"])
-          for item in items)
+  args = (options["image_size"], options["encoding"], options["jpeg_quality"])
   if pool is None:
-    return itertools.starmap(_work, args)
-  return _bounded_map(pool, args, window=IN_FLIGHT)
+    return (_work(item, *args) for item in items)
+  return _bounded_map(pool, _chunks(items, CHUNK), args, window=max(1, IN_FLIGHT // CHUNK))
 
 
-def _bounded_map(pool, args: Iterable[tuple], window: int) -> Iterator:
-  """`pool.imap(_work)` in order, with at most `window` items in flight: imap would read the
-  whole source ahead into memory (all of ImageNet's bytes, for a tfds source)."""
+def _chunks(items: Iterable[Item], n: int) -> Iterator[list[Item]]:
+  items = iter(items)
+  while chunk := list(itertools.islice(items, n)):
+    yield chunk
+
+
+def _bounded_map(pool, chunks: Iterable[list[Item]], args: tuple, window: int) -> Iterator:
+  """`_work` on every input in order, a chunk per task, with at most `window` chunks in
+  flight: `pool.imap` would read the whole source ahead into memory (all of ImageNet's
+  bytes, for a tfds source)."""
   pending = collections.deque()
-  for arg in args:
-    pending.append(pool.apply_async(_work, arg))
+  for chunk in chunks:
+    pending.append(pool.apply_async(_work_chunk, (chunk, *args)))
     if len(pending) >= window:
-      yield pending.popleft().get()
+      yield from pending.popleft().get()
   while pending:
-    yield pending.popleft().get()
+    yield from pending.popleft().get()
 
 
 def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
@@ -330,10 +365,16 @@ def _write_split(out: str, split: str, shards: list[Shard], pool, options: dict,
   start, total = time.perf_counter(), sum(s.count for _, s in todo)
   results = _results(pool, (it for _, s in todo for it in s.items()), options)
   with tqdm(total=total, desc=split, unit="img", file=sys.stderr,
-            disable=not (todo and progress)) as bar:
+            disable=not (todo and progress)) as bar, \
+       concurrent.futures.ThreadPoolExecutor(1) as finisher:
+    finishing = []
     for name, shard in todo:
       chunk = itertools.islice(results, shard.count)
-      _write_shard(out, name, shard, _counted(chunk, bar), options, num_classes)
+      counts, skipped = _write_shard(out, name, shard, _counted(chunk, bar), num_classes)
+      finishing.append(finisher.submit(_finish_shard, out, name, shard.key, options, counts,
+                                       skipped))
+    for future in finishing:
+      future.result()
   sides = [_read_json(_sidecar(out, n)) for n in names]
   counts = np.sum([s["class_counts"] for s in sides], axis=0, dtype=np.int64).tolist()
   skipped = [row for s in sides for row in s["skipped"]]
@@ -377,7 +418,11 @@ def _recorded_options(info: dict) -> dict:
 
 
 def _source_string(source: str) -> str:
-  return source if source.startswith(TFDS_PREFIX) else os.path.abspath(os.path.expanduser(source))
+  if source.startswith(TFDS_PREFIX):
+    return source
+  if source.startswith(ilsvrc.PREFIX):
+    return ilsvrc.PREFIX + os.path.abspath(os.path.expanduser(source[len(ilsvrc.PREFIX):]))
+  return os.path.abspath(os.path.expanduser(source))
 
 
 def _validate(encoding: str, size: int, jpeg_quality: int, per_shard: int) -> None:
@@ -415,10 +460,23 @@ def _check_out(source: str, out: str) -> None:
   """ValueError for a folder source that does not exist, or an `out` that is that folder
   or inside it (its shards would be read as a split on the next run); OSError when `out`
   cannot be written."""
-  if not source.startswith(TFDS_PREFIX):
+  if "://" in out:
+    raise ValueError(f"--out {out}: launch.prepare writes to a local folder; prepare there, "
+                     "then copy it to the bucket (gcloud storage cp -r) and train with "
+                     "--config.data.data_dir=<the bucket's copy>")
+  if source.startswith(ilsvrc.PREFIX):
+    root = os.path.realpath(os.path.expanduser(source[len(ilsvrc.PREFIX):]))
+    if not os.path.isdir(root):
+      raise ValueError(f"source {source!r}: {root} is not a folder")
+    read = [os.path.join(root, d) for d in ("train", "val", "ILSVRC")]
+    if any(os.path.realpath(out) == r or os.path.realpath(out).startswith(r + os.sep)
+           for r in read):
+      raise ValueError(f"--out {out} is inside the images {source} reads; write it elsewhere")
+  elif not source.startswith(TFDS_PREFIX):
     src, dst = os.path.realpath(os.path.expanduser(source)), os.path.realpath(out)
     if not os.path.isdir(src):   # before `out` is made
-      raise ValueError(f"source {source!r} is not a folder (nor tfds:<name>)")
+      raise ValueError(f"source {source!r} is not a folder (nor tfds:<name> or "
+                       "imagenet:<folder>)")
     if dst == src or dst.startswith(src + os.sep):
       raise ValueError(f"--out {out} is inside the source {source}: every folder there is "
                        "read as a split; write the prepared dataset outside it")
@@ -465,9 +523,13 @@ def _prepare(source, out, size, encoding, jpeg_quality, splits, tfds_data_dir, w
   if source.startswith(TFDS_PREFIX):
     classes, plans = tfds_source(source[len(TFDS_PREFIX):], tfds_data_dir, splits,
                                  examples_per_shard)
+  elif source.startswith(ilsvrc.PREFIX):
+    classes, plans = imagenet_source(os.path.expanduser(source[len(ilsvrc.PREFIX):]), splits,
+                                     examples_per_shard)
   else:
     if splits:
-      raise ValueError("--splits is for tfds sources; a folder source writes all its splits")
+      raise ValueError("--splits is for tfds and imagenet sources; a folder source writes "
+                       "all its splits")
     classes, plans = folder_source(os.path.expanduser(source), examples_per_shard)
   pool = _pool(os.cpu_count() if workers is None else workers)
   finished = False

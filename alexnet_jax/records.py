@@ -34,6 +34,7 @@ import re
 import struct
 
 import numpy as np
+import simplejpeg
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image, ImageCms
 
@@ -46,14 +47,63 @@ _LABEL = struct.Struct("<i")
 
 def square(image: Image.Image, size: int) -> Image.Image:
   """Shorter side to `size`, then the central size x size crop (§2); squares of `size` pass."""
-  width, height = image.size
-  if (width, height) == (size, size):
+  if image.size == (size, size):
     return image
+  return Image.fromarray(square_pixels(np.asarray(to_rgb(image), np.uint8), size))
+
+
+def square_pixels(pixels: np.ndarray, size: int) -> np.ndarray:
+  """`square` on HWC uint8 RGB pixels: shorter side to `size` with a Catmull-Rom (bicubic)
+  filter widened by the shrink factor, so that shrinking antialiases, then the central
+  crop. Shrinking (every ImageNet image) runs in libvips, several times faster than PIL's
+  resize with the same filter (benchmarks/README.md); enlarging, in PIL."""
+  height, width = pixels.shape[:2]
+  if (width, height) == (size, size):
+    return pixels
   scale = size / min(width, height)
   new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
-  image = image.resize((new_w, new_h), Image.BICUBIC)
+  if new_w <= width and new_h <= height:
+    image = _vips().Image.new_from_array(np.ascontiguousarray(pixels))
+    image = image.reduce(width / new_w, height / new_h, kernel="cubic")
+    left, top = (image.width - size) // 2, (image.height - size) // 2
+    return image.crop(left, top, size, size).numpy()
+  resized = Image.fromarray(pixels).resize((new_w, new_h), Image.BICUBIC)
   left, top = (new_w - size) // 2, (new_h - size) // 2
-  return image.crop((left, top, left + size, top + size))
+  return np.asarray(resized.crop((left, top, left + size, top + size)))
+
+
+@functools.lru_cache(maxsize=1)
+def _vips():
+  """pyvips, on one thread and without its operation cache: each call is one small image,
+  and the parallelism is `prepare`'s worker processes."""
+  import pyvips  # pylint: disable=import-outside-toplevel  # loads libvips: only when resizing
+  pyvips.concurrency_set(1)
+  pyvips.cache_set_max(0)
+  return pyvips
+
+
+def decode_image(data: bytes, size: int | None = None) -> np.ndarray:
+  """An encoded image -> HWC uint8 RGB pixels, as PIL and `to_rgb` decode it.
+
+  Baseline and progressive RGB and greyscale JPEGs (nearly all of ImageNet) are decoded by
+  libjpeg-turbo through simplejpeg, about twice PIL's rate; given `size`, one whose shorter
+  side is at least twice `size` is decoded at 1/2, 1/4 or 1/8 scale in the DCT (as PIL's
+  `draft` does), never below `size`. Anything else (CMYK, PNG under a .JPEG name, a JPEG
+  libjpeg-turbo warns about) goes through PIL, which raises on truncated files."""
+  if data[:3] == b"\xff\xd8\xff":
+    try:
+      height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+      if colorspace in ("Gray", "YCbCr", "RGB"):
+        factor = 1
+        while size and min(height, width) >= 2 * factor * size and factor < 8:
+          factor *= 2
+        return simplejpeg.decode_jpeg(data, "rgb", min_height=-(-height // factor),
+                                      min_width=-(-width // factor), min_factor=factor)
+    except ValueError:
+      pass   # PIL decodes what libjpeg-turbo only warns about, and names real damage
+  image = Image.open(io.BytesIO(data))
+  image.load()
+  return np.asarray(to_rgb(image), np.uint8)
 
 
 def torchvision_square(image: Image.Image, size: int, crop: int) -> Image.Image:
