@@ -38,7 +38,6 @@ import re
 import tarfile
 from typing import NamedTuple
 
-import scipy.io
 from absl import logging
 
 from alexnet_jax import imagenet
@@ -90,6 +89,7 @@ def _label(wnid: str, where: str) -> int:
 def read_devkit(devkit: str) -> tuple[dict[int, str], list[int]]:
   """The devkit (its .tar.gz, or the folder it extracts to) -> ({ILSVRC2012_ID: WNID} for
   the 1,000 leaf synsets, [the ILSVRC2012_ID of validation image 1, 2, ...])."""
+  import scipy.io  # pylint: disable=import-outside-toplevel  # not in prepare's workers
   meta, truth = _devkit_file(devkit, META), _devkit_file(devkit, GROUND_TRUTH)
   try:
     synsets = scipy.io.loadmat(io.BytesIO(meta), squeeze_me=True)["synsets"]

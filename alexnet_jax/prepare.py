@@ -61,7 +61,7 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 from tqdm import tqdm
 
-from alexnet_jax import ilsvrc, loader, records
+from alexnet_jax import ilsvrc, records
 from alexnet_jax import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
@@ -201,6 +201,7 @@ def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
                 per_shard: int) -> tuple[list[str], dict[str, list[Shard]]]:
   """A tfds dataset prepared in `data_dir` -> (class names, {split: shards}); never downloads."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  # TF only here
+  from alexnet_jax import loader  # pylint: disable=import-outside-toplevel  # not in the workers
   builder = loader.tfds_builder(name, data_dir or "", random_access=False)
   features = builder.info.features
   available = list(builder.info.splits)
