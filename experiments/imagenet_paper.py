@@ -2,11 +2,10 @@
 two towers, batch 128, SGD momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 when the
 validation error stops improving, about 90 epochs.
 
-ImageNet is a manual download for tensorflow-datasets: place ILSVRC2012_img_train.tar and
-ILSVRC2012_img_val.tar in <tfds_dir>/downloads/manual, build it (`tfds build imagenet2012
---data_dir=<tfds_dir>`), write the 256x256 squares once, and train from them:
-    python -m launch.prepare --source=tfds:imagenet2012 --tfds_data_dir=<tfds_dir> \
-        --out=data/imagenet
+From the files image-net.org hands out (the train and val tars and the devkit, in one
+folder; or Kaggle's layout), write the 256x256 squares once and train from them
+(docs/imagenet.md):
+    python -m launch.prepare --source=imagenet:<folder> --out=data/imagenet
     python -m launch.train --config=experiments/imagenet_paper.py --workdir=runs/imagenet \
         --config.data.data_dir=data/imagenet
 """
