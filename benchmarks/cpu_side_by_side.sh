@@ -1,27 +1,42 @@
 #!/bin/bash
-# The README's CPU performance tables in one run: alexnet_jax against PyTorch (paper and
-# cifar nets, with and without LRN), then the loop, the loader and LRN alone. Run it on a
-# quiet machine (nothing else running: two cores are easily disturbed), from the repository
-# root, with PyTorch in its own venv (benchmarks/requirements.txt):
+# The README's CPU performance table in one run: alexnet_jax in fp32 and bf16 against every
+# PyTorch configuration of the same net (eager and torch.compile, fp32 and bf16 autocast),
+# for the paper net with and without LRN and the cifar net; then the loop, the loader and
+# LRN alone. Each line is one JSON object or `key value` pairs, with the CPU's flags. Run it
+# on a quiet machine (nothing else running: two cores are easily disturbed), from the
+# repository root, with PyTorch in its own venv (benchmarks/requirements.txt):
 #
 #   TORCH_PYTHON=.venv-torch/bin/python bash benchmarks/cpu_side_by_side.sh
+#
+# The paper rows run twice, alternating the frameworks, so that a drift of the machine shows.
 set -u
 J="${PYTHON:-.venv/bin/python} -m launch.benchmark"
 T="${TORCH_PYTHON:-.venv-torch/bin/python} benchmarks/torch_reference.py"
-keys="glibc|gemm_|train_images|roofline|gflop_per_image|loop_|input_|lrn_fwd|batch_dtype"
+keys="cpu|glibc|gemm_|train_images|roofline|gflop_per_image|loop_|input_|lrn_fwd|batch_dtype|dtype|lrn "
 uptime
-for round in 1 2; do   # the paper nets twice, alternating the two frameworks
-  $J --what=gemm,train --warmup=1 --repeats=3 2>/dev/null | grep -E "$keys"
-  $J --what=train --warmup=1 --repeats=3 --config.model.lrn=False 2>/dev/null | grep -E "$keys"
-  $T --net paper --warmup 1 --repeats 3 2>&1 | tail -1
-  $T --net paper --warmup 1 --repeats 3 --no-lrn 2>&1 | tail -1
+jax_rows() {   # $1: extra flags for the config
+  for dtype in float32 bfloat16; do
+    echo "== alexnet_jax $dtype $1"
+    $J --what=train --warmup=1 --repeats=3 --config.model.dtype=$dtype $1 2>/dev/null \
+      | grep -E "$keys"
+  done
+}
+torch_rows() {   # $@: flags for the torch reference
+  for mode in "" "--compile" "--bf16" "--compile --bf16"; do
+    $T "$@" $mode 2>&1 | tail -1
+  done
+}
+for round in 1 2; do
+  jax_rows ""
+  jax_rows "--config.model.lrn=False"
+  torch_rows --net paper --warmup 2 --repeats 3
+  torch_rows --net paper --warmup 2 --repeats 3 --no-lrn
 done
-$J --config=experiments/cifar10.py --what=train --warmup=2 --repeats=10 2>/dev/null | grep -E "$keys"
-$J --config=experiments/cifar10.py --what=train --warmup=2 --repeats=10 \
-  --config.model.lrn=False 2>/dev/null | grep -E "$keys"
-$T --net cifar --image-size 32 --warmup 2 --repeats 10 2>&1 | tail -1
-$T --net cifar --image-size 32 --warmup 2 --repeats 10 --no-lrn 2>&1 | tail -1
-$J --what=loop,input,lrn --warmup=2 --repeats=5 2>/dev/null | grep -E "$keys"
+jax_rows "--config=experiments/cifar10.py"
+jax_rows "--config=experiments/cifar10.py --config.model.lrn=False"
+torch_rows --net cifar --image-size 32 --warmup 3 --repeats 10
+torch_rows --net cifar --image-size 32 --warmup 3 --repeats 10 --no-lrn
+$J --what=gemm,loop,input,lrn --warmup=2 --repeats=5 2>/dev/null | grep -E "$keys"
 for w in 1 2; do
   $J --what=input --workers=$w --warmup=2 --repeats=10 2>/dev/null | grep -E "$keys"
 done

@@ -19,7 +19,6 @@ import glob
 import io
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
@@ -30,22 +29,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from alexnet_jax import prepare, records  # pylint: disable=wrong-import-position
+from alexnet_jax import machine, prepare, records  # pylint: disable=wrong-import-position
 
 CACHE = "/tmp/alexnet_prepare_speed"
-
-
-def cpu() -> dict:
-  """The CPU's model and the flags that decide its kernels (AMX, avx512_bf16, AVX-512)."""
-  model, flags = platform.processor(), set()
-  with open("/proc/cpuinfo") as f:
-    for line in f:
-      if line.startswith("model name"):
-        model = line.split(":", 1)[1].strip()
-      elif line.startswith("flags"):
-        flags = set(line.split(":", 1)[1].split())
-  wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-  return {"cpu": model, "cores": os.cpu_count(), "flags": [f for f in wanted if f in flags]}
 
 
 def _size(rng) -> tuple[int, int]:
@@ -118,7 +104,7 @@ def main():
   paths = sorted(glob.glob(os.path.join(root, "train", "*", "*.JPEG")))
   data = [open(p, "rb").read() for p in paths]
   sizes = np.array([Image.open(io.BytesIO(d)).size for d in data])
-  result = {**cpu(), "images": len(data), "mean_size": sizes.mean(0).round(1).tolist(),
+  result = {**machine.cpu(), "images": len(data), "mean_size": sizes.mean(0).round(1).tolist(),
             "mean_kb": round(float(np.mean([len(d) for d in data])) / 1e3, 1)}
   sample = data[:300]
   result["one_core_images_per_s"] = {

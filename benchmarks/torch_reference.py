@@ -6,19 +6,29 @@ project's, and in the same quiet period as `python -m launch.benchmark`:
     .venv-torch/bin/python benchmarks/torch_reference.py --net paper            # 227, batch 128
     .venv-torch/bin/python benchmarks/torch_reference.py --net paper --no-lrn
     .venv-torch/bin/python benchmarks/torch_reference.py --net cifar --image-size 32
+    .venv-torch/bin/python benchmarks/torch_reference.py --net paper --compile --bf16
 
 It times a full SGD step (forward, backward, momentum and weight decay) and prints one JSON
-line. LRN follows the paper's reading of alpha (torch divides alpha by n, so it is given
+line with the CPU's flags. `--compile` runs the model under `torch.compile`; `--bf16` runs
+the forward and the loss under `torch.autocast("cpu", dtype=torch.bfloat16)`, PyTorch's
+mixed precision on a CPU (weights and the optimiser stay fp32, as in alexnet_jax's
+`model.dtype=bfloat16`). LRN follows the paper's reading of alpha (torch divides alpha by n, so it is given
 n * alpha); the `cifar` net is models.py's preset `conv_local_11pct_as_conv` (cuda-convnet's
 layers-conv-local-11pct with its locally-connected layers as convolutions).
 """
 import argparse
+import contextlib
 import json
+import os
 import statistics
+import sys
 import time
 
 import torch
 from torch import nn
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from alexnet_jax import machine  # pylint: disable=wrong-import-position  # standard library only
 
 
 def paper_net(lrn: bool, overlap: bool, towers: int, classes: int) -> nn.Module:
@@ -61,6 +71,8 @@ def main() -> None:
   p.add_argument("--towers", type=int, default=2, choices=[1, 2])
   p.add_argument("--warmup", type=int, default=2)
   p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--compile", action="store_true", help="torch.compile the model")
+  p.add_argument("--bf16", action="store_true", help="autocast the forward and loss to bf16")
   a = p.parse_args()
   torch.manual_seed(0)
   classes = a.classes or (1000 if a.net == "paper" else 10)
@@ -71,10 +83,13 @@ def main() -> None:
   model(x)   # sizes the lazy layer
   opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
   loss_fn = nn.CrossEntropyLoss()
+  forward = torch.compile(model) if a.compile else model
 
   def step():
     opt.zero_grad(set_to_none=True)
-    loss_fn(model(x), y).backward()
+    with (torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext()):
+      loss = loss_fn(forward(x), y)
+    loss.backward()
     opt.step()
 
   for _ in range(a.warmup):
@@ -86,7 +101,7 @@ def main() -> None:
     times.append(time.perf_counter() - t)
   median = statistics.median(times)
   print(json.dumps({"framework": f"torch {torch.__version__}", "threads": torch.get_num_threads(),
-                    "net": a.net, "batch": a.batch, "image_size": a.image_size,
+                    **machine.cpu(), "compile": a.compile, "bf16": a.bf16, "net": a.net, "batch": a.batch, "image_size": a.image_size,
                     "lrn": not a.no_lrn, "overlap": not a.no_overlap,
                     "train_step_s": round(median, 4),
                     "train_images_per_s": round(a.batch / median, 1)}))

@@ -12,14 +12,13 @@ over --repeats after --warmup. Prints a table and writes JSON (--json).
 """
 import json
 import os
-import platform
 import tempfile
 
 import jax
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import augment, benchmark, cli, synthetic, train
+from alexnet_jax import augment, benchmark, cli, machine, synthetic, train
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
@@ -59,8 +58,7 @@ def main(argv):
   except ValueError as e:
     cli.fail(e)
   what = set(_WHAT.value)
-  results = {"devices": [str(d) for d in jax.devices()], "cpus": os.cpu_count(),
-             "machine": platform.processor() or platform.machine(), "jax": jax.__version__,
+  results = {"devices": [str(d) for d in jax.devices()], **machine.cpu(), "jax": jax.__version__,
              "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),   # see launch/__init__.py
              "arch": cfg.model.arch, "features": list(cfg.model.features), "lrn": cfg.model.lrn,
              "towers": cfg.model.towers,
