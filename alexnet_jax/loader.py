@@ -26,9 +26,9 @@ is read through etils.epath, and the shards by array_record itself (riegeli's Gc
 google-cloud-cpp: credentials from GOOGLE_APPLICATION_CREDENTIALS or the metadata server; an
 emulator from CLOUD_STORAGE_EMULATOR_ENDPOINT, which is set from STORAGE_EMULATOR_HOST, the
 variable gcsfs reads, when only that one is set). That reader retries for minutes when it
-cannot reach the bucket, so one shard is opened first with a deadline (`cloud_open_timeout`)
-and anything else is a one-line error naming the alternatives (a local copy, a gcsfuse
-mount), never a hang. Every record is a ranged read of its object.
+cannot reach the bucket, so one shard is opened first, within $ALEXNET_GCS_OPEN_TIMEOUT
+seconds (30 unless set), and anything else is a one-line error naming the alternatives (a
+local copy, a gcsfuse mount), never a hang. Every record is a ranged read of its object.
 
 A prepared split checks its shards against dataset.json when it is opened
 (records.check_split: missing or truncated shards, counts that disagree), so a damaged
@@ -98,15 +98,17 @@ def _file_instructions(files: list[str], shards: list[dict] | None) -> list[str]
   return [f"{f}[0:{int(s['records'])}]" for f, s in zip(files, shards)]
 
 
-cloud_open_timeout = 30.0   # seconds for the first gs:// shard to open (tests shorten it)
+OPEN_TIMEOUT_VAR = "ALEXNET_GCS_OPEN_TIMEOUT"   # seconds for the first gs:// shard to open
 _CLOUD_READABLE: set[str] = set()
 
 
 def check_cloud_reads(root: str, file: str) -> None:
   """Opens `file` (a shard under the URL `root`) with array_record's own reader within
-  `cloud_open_timeout` seconds, once per root; ValueError (one line) otherwise."""
+  $ALEXNET_GCS_OPEN_TIMEOUT seconds (30 unless set), once per root; ValueError (one line)
+  otherwise."""
   if root in _CLOUD_READABLE:
     return
+  timeout = float(os.environ.get(OPEN_TIMEOUT_VAR) or 30)
   host = os.environ.get("STORAGE_EMULATOR_HOST")
   if host and "CLOUD_STORAGE_EMULATOR_ENDPOINT" not in os.environ:   # google-cloud-cpp's name
     os.environ["CLOUD_STORAGE_EMULATOR_ENDPOINT"] = host if "://" in host else f"http://{host}"
@@ -120,9 +122,9 @@ def check_cloud_reads(root: str, file: str) -> None:
 
   thread = threading.Thread(target=open_one, name="gcs-open", daemon=True)
   thread.start()
-  thread.join(cloud_open_timeout)   # a reader that hangs is left behind; it holds no GIL
+  thread.join(timeout)   # a reader that hangs is left behind; it holds no GIL
   if thread.is_alive():
-    problem = f"array_record's GCS reader did not open it in {cloud_open_timeout:g} s"
+    problem = f"array_record's GCS reader did not open it in {timeout:g} s"
   elif "error" in outcome:
     problem = f"array_record's GCS reader could not read it ({outcome['error']})"
   else:
