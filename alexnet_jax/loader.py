@@ -65,9 +65,10 @@ class Split:
     self.spec = spec
     self.name, self.start, self.stop = records.resolve_split(self.info, spec)
     files = records.split_files(self.root, self.info, self.name)
-    if records.is_url(self.root):
-      check_cloud_reads(self.root, files[0])
+    failure = check_cloud_reads(self.root, files[0]) if records.is_url(self.root) else None
     records.check_split(self.root, self.info, self.name)   # damaged shards: one line, now
+    if failure:   # a shard that check_split finds whole, which array_record cannot read
+      raise ValueError(failure)
     self._files = _file_instructions(files, self.info["splits"][self.name].get("shards"))
     self.encoding = self.info["encoding"]
     self.image_size = int(self.info["image_size"])
@@ -102,12 +103,13 @@ OPEN_TIMEOUT_VAR = "ALEXNET_GCS_OPEN_TIMEOUT"   # seconds for the first gs:// sh
 _CLOUD_READABLE: set[str] = set()
 
 
-def check_cloud_reads(root: str, file: str) -> None:
-  """Opens `file` (a shard under the URL `root`) with array_record's own reader within
-  $ALEXNET_GCS_OPEN_TIMEOUT seconds (30 unless set), once per root; ValueError (one line)
-  otherwise."""
+def check_cloud_reads(root: str, file: str) -> str | None:
+  """Opens `file` (a shard under the URL `root`) with array_record's own reader, once per
+  root. ValueError (one line) when it has not opened within $ALEXNET_GCS_OPEN_TIMEOUT seconds
+  (30 unless set); the one-line error when the reader fails, for the caller to raise once
+  records.check_split has named a missing or truncated shard in its own words."""
   if root in _CLOUD_READABLE:
-    return
+    return None
   timeout = float(os.environ.get(OPEN_TIMEOUT_VAR) or 30)
   host = os.environ.get("STORAGE_EMULATOR_HOST")
   if host and "CLOUD_STORAGE_EMULATOR_ENDPOINT" not in os.environ:   # google-cloud-cpp's name
@@ -129,13 +131,16 @@ def check_cloud_reads(root: str, file: str) -> None:
     problem = f"array_record's GCS reader could not read it ({outcome['error']})"
   else:
     _CLOUD_READABLE.add(root)
-    return
+    return None
   endpoint = os.environ.get("CLOUD_STORAGE_EMULATOR_ENDPOINT")
   where = (f"CLOUD_STORAGE_EMULATOR_ENDPOINT={endpoint}" if endpoint else
            "credentials from GOOGLE_APPLICATION_CREDENTIALS or the metadata server")
-  raise ValueError(f"{file}: {problem}, with {where}; copy the dataset to a local disk "
-                   f"(gcloud storage cp -r {root} <dir>) or mount the bucket with gcsfuse, "
-                   "and set data.data_dir to that folder")
+  message = (f"{file}: {problem}, with {where}; copy the dataset to a local disk "
+             f"(gcloud storage cp -r {root} <dir>) or mount the bucket with gcsfuse, and "
+             "set data.data_dir to that folder")
+  if thread.is_alive():
+    raise ValueError(message)
+  return message
 
 
 class TfdsSplit:

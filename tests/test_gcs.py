@@ -146,3 +146,17 @@ def test_unreachable_gs_shards_are_one_line_not_a_hang(gcs, gs_data, tmp_path):
   assert "train-00000-of-00001.array_record" in errors[0]
   assert "did not open it in 3 s" in errors[0]
   assert "gcloud storage cp -r gs://alexnet-test/data" in errors[0] and "gcsfuse" in errors[0]
+
+
+def test_a_missing_or_truncated_shard_on_gs_is_named(gcs, gs_data, monkeypatch):
+  env, fs = gcs
+  monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", env["STORAGE_EMULATOR_HOST"])
+  from alexnet_jax import loader  # pylint: disable=import-outside-toplevel
+  shard = "train-00000-of-00001.array_record"
+  for name, damage in [("missing", lambda path: fs.rm(path)),
+                       ("truncated", lambda path: fs.pipe(path, fs.cat(path)[:5000]))]:
+    fs.copy("alexnet-test/data", f"alexnet-test/{name}", recursive=True)
+    damage(f"alexnet-test/{name}/{shard}")
+    expected = "is missing" if name == "missing" else "has 5000 bytes, but"
+    with pytest.raises(ValueError, match=f"gs://alexnet-test/{name}/{shard} {expected}"):
+      loader.Split(f"gs://alexnet-test/{name}", "train")
