@@ -12,3 +12,8 @@ if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", "")
 # TensorFlow (launch.prepare's tfds sources; never the training path) prints C++ INFO
 # notices on import; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# etils.epath (gs:// workdirs and datasets) goes through TensorFlow's gfile whenever
+# TensorFlow is installed, unless told otherwise: gcsfs instead, so that training never
+# imports TensorFlow (a run may still choose gfile with EPATH_USE_TF=1).
+os.environ.setdefault("EPATH_USE_TF", "0")

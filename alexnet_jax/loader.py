@@ -21,6 +21,15 @@ tfds dataset stored as ArrayRecord (`TfdsSplit`, through tfds's data source, whi
 with PIL or OpenCV, not TensorFlow). Both give random access, so everything above applies
 to both; slices ('train[:90%]') are resolved the same way (records.resolve_split).
 
+A prepared dataset may be on cloud storage (`data.data_dir=gs://bucket/dir`): dataset.json
+is read through etils.epath, and the shards by array_record itself (riegeli's GcsReader, on
+google-cloud-cpp: credentials from GOOGLE_APPLICATION_CREDENTIALS or the metadata server; an
+emulator from CLOUD_STORAGE_EMULATOR_ENDPOINT, which is set from STORAGE_EMULATOR_HOST, the
+variable gcsfs reads, when only that one is set). That reader retries for minutes when it
+cannot reach the bucket, so one shard is opened first, within $ALEXNET_GCS_OPEN_TIMEOUT
+seconds (30 unless set), and anything else is a one-line error naming the alternatives (a
+local copy, a gcsfuse mount), never a hang. Every record is a ranged read of its object.
+
 A prepared split checks its shards against dataset.json when it is opened
 (records.check_split: missing or truncated shards, counts that disagree), so a damaged
 dataset is a one-line error before anything compiles. Worker processes ignore SIGINT: on
@@ -35,10 +44,12 @@ import collections
 import math
 import os
 import signal
+import threading
 from typing import Any, Callable, Iterator
 
 import grain
 from absl import flags
+from array_record.python.array_record_module import ArrayRecordReader
 import numpy as np
 from PIL import Image
 
@@ -53,7 +64,12 @@ class Split:
     self.info = records.read_info(self.root)
     self.spec = spec
     self.name, self.start, self.stop = records.resolve_split(self.info, spec)
+    files = records.split_files(self.root, self.info, self.name)
+    failure = check_cloud_reads(self.root, files[0]) if records.is_url(self.root) else None
     records.check_split(self.root, self.info, self.name)   # damaged shards: one line, now
+    if failure:   # a shard that check_split finds whole, which array_record cannot read
+      raise ValueError(failure)
+    self._files = _file_instructions(files, self.info["splits"][self.name].get("shards"))
     self.encoding = self.info["encoding"]
     self.image_size = int(self.info["image_size"])
     self._records = None
@@ -63,8 +79,7 @@ class Split:
 
   def __getitem__(self, index: int) -> dict:
     if self._records is None:   # opened lazily: in each worker process, not pickled to it
-      self._records = grain.sources.ArrayRecordDataSource(
-          records.split_files(self.root, self.info, self.name))
+      self._records = grain.sources.ArrayRecordDataSource(self._files)
     image, label = records.decode(self._records[self.start + index], self.encoding,
                                   self.image_size)
     return {"image": image, "label": np.int32(label)}
@@ -74,6 +89,58 @@ class Split:
 
   def __repr__(self) -> str:
     return f"Split({self.root!r}, {self.spec!r})"
+
+
+def _file_instructions(files: list[str], shards: list[dict] | None) -> list[str]:
+  """The shards as grain reads them: 'file[0:n]' where dataset.json gives the count n
+  (checked by records.check_split), so that no reader opens every shard to count it."""
+  if not shards or any("records" not in s for s in shards):
+    return files
+  return [f"{f}[0:{int(s['records'])}]" for f, s in zip(files, shards)]
+
+
+OPEN_TIMEOUT_VAR = "ALEXNET_GCS_OPEN_TIMEOUT"   # seconds for the first gs:// shard to open
+_CLOUD_READABLE: set[str] = set()
+
+
+def check_cloud_reads(root: str, file: str) -> str | None:
+  """Opens `file` (a shard under the URL `root`) with array_record's own reader, once per
+  root. ValueError (one line) when it has not opened within $ALEXNET_GCS_OPEN_TIMEOUT seconds
+  (30 unless set); the one-line error when the reader fails, for the caller to raise once
+  records.check_split has named a missing or truncated shard in its own words."""
+  if root in _CLOUD_READABLE:
+    return None
+  timeout = float(os.environ.get(OPEN_TIMEOUT_VAR) or 30)
+  host = os.environ.get("STORAGE_EMULATOR_HOST")
+  if host and "CLOUD_STORAGE_EMULATOR_ENDPOINT" not in os.environ:   # google-cloud-cpp's name
+    os.environ["CLOUD_STORAGE_EMULATOR_ENDPOINT"] = host if "://" in host else f"http://{host}"
+  outcome = {}
+
+  def open_one():
+    try:
+      ArrayRecordReader(file, "readahead_buffer_size:0").close()
+    except Exception as e:  # pylint: disable=broad-except
+      outcome["error"] = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+
+  thread = threading.Thread(target=open_one, name="gcs-open", daemon=True)
+  thread.start()
+  thread.join(timeout)   # a reader that hangs is left behind; it holds no GIL
+  if thread.is_alive():
+    problem = f"array_record's GCS reader did not open it in {timeout:g} s"
+  elif "error" in outcome:
+    problem = f"array_record's GCS reader could not read it ({outcome['error']})"
+  else:
+    _CLOUD_READABLE.add(root)
+    return None
+  endpoint = os.environ.get("CLOUD_STORAGE_EMULATOR_ENDPOINT")
+  where = (f"CLOUD_STORAGE_EMULATOR_ENDPOINT={endpoint}" if endpoint else
+           "credentials from GOOGLE_APPLICATION_CREDENTIALS or the metadata server")
+  message = (f"{file}: {problem}, with {where}; copy the dataset to a local disk "
+             f"(gcloud storage cp -r {root} <dir>) or mount the bucket with gcsfuse, and "
+             "set data.data_dir to that folder")
+  if thread.is_alive():
+    raise ValueError(message)
+  return message
 
 
 class TfdsSplit:

@@ -22,7 +22,11 @@ records are stored shuffled, so a slice holds every class in proportion.
 Images of any mode PIL opens become 8-bit RGB (`to_rgb`): 16-bit and 32-bit ones are
 scaled to 0-255, not clipped.
 
-Only numpy, PIL and array_record: nothing here imports TensorFlow.
+`root` may be a `gs://` URL: dataset.json goes through etils.epath, the shards' sizes come
+from one listing of the folder (fsspec: gcsfs), and the shards are read by array_record's
+own GCS reader (loader.py).
+
+Only numpy, PIL, array_record and etils.epath: nothing here imports TensorFlow.
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ import struct
 import numpy as np
 import simplejpeg
 from array_record.python.array_record_module import ArrayRecordReader
+from etils import epath
 from PIL import Image, ImageCms
 
 FORMAT_VERSION = 1
@@ -185,6 +190,10 @@ def shard_name(split: str, index: int, count: int) -> str:
   return f"{split}-{index:05d}-of-{count:05d}.array_record"
 
 
+def is_url(path) -> bool:
+  return "://" in str(path)
+
+
 def info_path(root: str) -> str:
   return os.path.join(os.path.expanduser(root), INFO_FILE)
 
@@ -196,10 +205,10 @@ def read_info(root: str) -> dict:
     raise ValueError("data.data_dir is not set: point it at a dataset written by "
                      "`python -m launch.prepare`")
   path = info_path(root)
-  if not os.path.isfile(path):
+  if not epath.Path(path).is_file():
     raise ValueError(f"{root!r} is not a prepared dataset (no {INFO_FILE}): {_hint(root)}")
   try:
-    with open(path) as f:
+    with epath.Path(path).open() as f:
       info = json.load(f)
   except json.JSONDecodeError as e:
     raise ValueError(f"{path} is not valid JSON ({e}); prepare the dataset again") from None
@@ -219,12 +228,13 @@ def read_info(root: str) -> dict:
 
 def _hint(root: str) -> str:
   """What to do with a folder that has no dataset.json."""
-  if not os.path.isdir(root):
+  if not epath.Path(root).is_dir():
     return "the folder does not exist"
-  sidecars = sorted(f for f in os.listdir(root) if f.endswith(".array_record.json"))
+  sidecars = sorted(f.name for f in epath.Path(root).iterdir()
+                    if f.name.endswith(".array_record.json"))
   if sidecars:   # shards written by a launch.prepare that has not finished
     try:
-      with open(os.path.join(root, sidecars[0])) as f:
+      with (epath.Path(root) / sidecars[0]).open() as f:
         source = json.load(f)["options"]["source"]
     except (OSError, ValueError, KeyError, TypeError):
       source = "<the source it was prepared from>"
@@ -239,12 +249,16 @@ _COUNTS: dict[tuple, int | None] = {}
 
 def count_records(path: str) -> int | None:
   """The number of records in an ArrayRecord file; None when it is missing or damaged
-  (truncated, not an ArrayRecord file). Cached per file size and modification time."""
-  try:
-    stat = os.stat(path)
-  except OSError:
-    return None
-  key = (path, stat.st_size, stat.st_mtime_ns)
+  (truncated, not an ArrayRecord file). Cached per file size and modification time (a
+  cloud object: per name)."""
+  if is_url(path):
+    key = (path,)
+  else:
+    try:
+      stat = os.stat(path)
+    except OSError:
+      return None
+    key = (path, stat.st_size, stat.st_mtime_ns)
   if key not in _COUNTS:
     reader = ArrayRecordReader(path, "readahead_buffer_size:0")
     count = reader.num_records() if reader.ok() else None
@@ -272,14 +286,20 @@ def check_split(root: str, info: dict, split: str) -> None:
     raise ValueError(f"{path}: split {split!r} has num_examples {entry['num_examples']} but "
                      f"its class_counts add up to {sum(counts)}{advice}")
   shards = entry.get("shards") or [{} for _ in entry["files"]]
+  files = split_files(root, info, split)
+  remote = _object_sizes(root) if is_url(root) else None   # one listing, not one per shard
   total = 0
-  for file, shard in zip(split_files(root, info, split), shards):
-    if not os.path.isfile(file):
+  for file, shard in zip(files, shards):
+    size = remote.get(file) if remote is not None else (
+        os.path.getsize(file) if os.path.isfile(file) else None)
+    if size is None:
       raise ValueError(f"{file} is missing (listed in {path}){advice}")
-    size = os.path.getsize(file)
     if "bytes" in shard and size != shard["bytes"]:
       raise ValueError(f"{file} has {size} bytes, but {shard['bytes']} were written (it is "
                        f"truncated or was changed since){advice}")
+    if remote is not None and "bytes" in shard and "records" in shard:
+      total += shard["records"]   # the size it was written with: not opened one by one
+      continue
     count = count_records(file)
     if count is None:
       raise ValueError(f"{file} is damaged: not a readable ArrayRecord file (truncated?)"
@@ -291,6 +311,16 @@ def check_split(root: str, info: dict, split: str) -> None:
   if total != entry["num_examples"]:
     raise ValueError(f"{path}: split {split!r} has num_examples {entry['num_examples']} but "
                      f"its {len(entry['files'])} shard(s) hold {total} records{advice}")
+
+
+def _object_sizes(url: str) -> dict[str, int]:
+  """{'gs://bucket/dir/name': size} of the objects in a cloud-storage folder, from one
+  listing (fsspec, the backend etils.epath uses without TensorFlow)."""
+  import fsspec  # pylint: disable=import-outside-toplevel
+  fs, path = fsspec.core.url_to_fs(url)
+  scheme = url.split("://", 1)[0]
+  return {f"{scheme}://{e['name']}": int(e["size"]) for e in fs.ls(path, detail=True)
+          if e.get("type") == "file"}
 
 
 _SPEC = re.compile(r"^(?P<split>[\w-]+)(?:\[(?P<start>-?\d+%?)?:(?P<stop>-?\d+%?)?\])?$")

@@ -1,9 +1,13 @@
-"""Workdirs on cloud storage: the quick start trains, resumes, predicts and evaluates with
---workdir=gs://bucket/run against a real GCS emulator (fake-gcs-server, on 127.0.0.1)."""
+"""Cloud storage, against a real GCS emulator (fake-gcs-server, on 127.0.0.1): the quick
+start trains, resumes, predicts and evaluates with --workdir=gs://bucket/run, and trains on
+a prepared dataset at --config.data.data_dir=gs://bucket/data (or refuses in one line)."""
+import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -80,3 +84,79 @@ def test_quick_start_on_a_gs_workdir(gcs, shapes_dir, tmp_path):
   curves = launch(env, "curves", workdir, f"--out={tmp_path / 'c.png'}")
   assert curves.returncode == 0, curves.stderr[-3000:]
   assert (tmp_path / "c.png").exists()
+
+
+@pytest.fixture(scope="module")
+def gs_data(gcs, shapes_dir):
+  """The shapes dataset uploaded to gs://alexnet-test/data."""
+  _, fs = gcs
+  fs.put(shapes_dir, "alexnet-test/data", recursive=True)
+  assert fs.exists("alexnet-test/data/dataset.json")
+  return "gs://alexnet-test/data"
+
+
+def test_training_reads_a_prepared_dataset_on_gs(gcs, gs_data, tmp_path):
+  env, _ = gcs
+  # Only gcsfs's variable: the loader points google-cloud-cpp (array_record's reader) at it.
+  env = {k: v for k, v in env.items() if k != "CLOUD_STORAGE_EMULATOR_ENDPOINT"}
+  run = launch(env, "train", f"--workdir={tmp_path / 'run'}", *TINY_FLAGS,
+               "--config.num_train_steps=10", "--config.data.name=prepared",
+               f"--config.data.data_dir={gs_data}")
+  assert run.returncode == 0, run.stderr[-3000:]
+  rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+  evals = [r for r in rows if any(k.startswith("eval") for k in r)]
+  assert evals and evals[-1]["step"] == 10, rows
+  assert not os.path.exists("gs:") and not (tmp_path / "gs:").exists()   # no local copy
+
+
+def test_gs_data_in_worker_processes_without_tensorflow(gcs, gs_data):
+  env, _ = gcs
+  env = {k: v for k, v in env.items()
+         if k not in ("CLOUD_STORAGE_EMULATOR_ENDPOINT", "EPATH_USE_TF")}
+  code = ("import sys, ml_collections\n"
+          "from alexnet_jax import loader\n"
+          "if __name__ == '__main__':\n"
+          f"  cfg = ml_collections.ConfigDict(dict(name='prepared', data_dir={gs_data!r},\n"
+          "      train_split='train', eval_split='test'))\n"
+          "  it = loader.train_batches(cfg, 8, seed=0, workers=1)\n"
+          "  labels = [int(l) for _ in range(3) for l in next(it)['label']]\n"
+          "  it.close()\n"
+          "  print(len(labels), sorted(set(labels)), "
+          "any(m.split('.')[0] == 'tensorflow' for m in sys.modules))\n")
+  run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+  assert run.returncode == 0, run.stderr[-3000:]
+  assert run.stdout.split("\n")[-2] == "24 [0, 1, 2, 3] False", run.stdout
+
+
+def test_unreachable_gs_shards_are_one_line_not_a_hang(gcs, gs_data, tmp_path):
+  env, _ = gcs
+  with socket.socket() as s:   # a port nothing listens on: google-cloud-cpp retries for minutes
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  env = {**env, "CLOUD_STORAGE_EMULATOR_ENDPOINT": f"http://127.0.0.1:{port}",
+         "ALEXNET_GCS_OPEN_TIMEOUT": "3"}
+  start = time.monotonic()
+  run = launch(env, "train", f"--workdir={tmp_path / 'run'}", *TINY_FLAGS,
+               "--config.data.name=prepared", f"--config.data.data_dir={gs_data}")
+  assert time.monotonic() - start < 60
+  assert run.returncode != 0
+  errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+  assert len(errors) == 1, run.stderr[-3000:]
+  assert "train-00000-of-00001.array_record" in errors[0]
+  assert "did not open it in 3 s" in errors[0]
+  assert "gcloud storage cp -r gs://alexnet-test/data" in errors[0] and "gcsfuse" in errors[0]
+
+
+def test_a_missing_or_truncated_shard_on_gs_is_named(gcs, gs_data, monkeypatch):
+  env, fs = gcs
+  monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", env["STORAGE_EMULATOR_HOST"])
+  from alexnet_jax import loader  # pylint: disable=import-outside-toplevel
+  shard = "train-00000-of-00001.array_record"
+  for name, damage in [("missing", lambda path: fs.rm(path)),
+                       ("truncated", lambda path: fs.pipe(path, fs.cat(path)[:5000]))]:
+    fs.copy("alexnet-test/data", f"alexnet-test/{name}", recursive=True)
+    damage(f"alexnet-test/{name}/{shard}")
+    expected = "is missing" if name == "missing" else "has 5000 bytes, but"
+    with pytest.raises(ValueError, match=f"gs://alexnet-test/{name}/{shard} {expected}"):
+      loader.Split(f"gs://alexnet-test/{name}", "train")
