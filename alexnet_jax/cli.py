@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging as py_logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -137,16 +138,56 @@ def _ints(values: tuple) -> bool:
   return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
-def run(main: Callable[[list[str]], None], on_interrupt: str = "") -> None:
+INTERRUPT_GRACE_S = 10   # seconds a launcher may take to stop after Ctrl-C before it is ended
+_interrupt = {"said": False, "grace": None}
+
+
+def run(main: Callable[[list[str]], None], on_interrupt: str = "",
+        wait_for_writes: bool = False) -> None:
   """`app.run(main)`; Ctrl-C ends it with one line (`on_interrupt` adds to it, e.g. how to
-  resume) and exit status 130."""
+  resume) and exit status 130, within INTERRUPT_GRACE_S seconds. With `wait_for_writes`
+  (launchers that write checkpoints or shards) it first lets writes in flight finish."""
+  line = f"error: interrupted (Ctrl-C){'; ' + on_interrupt if on_interrupt else ''}\n"
+  _interrupt["line"] = line
+  _interrupt["grace"] = None if wait_for_writes else INTERRUPT_GRACE_S
+  signal.signal(signal.SIGINT, _on_sigint)
   try:
     app.run(main, flags_parser=parse_flags)
   except KeyboardInterrupt:
-    sys.stderr.write(f"error: interrupted (Ctrl-C){'; ' + on_interrupt if on_interrupt else ''}"
-                     "\n")
-    _let_writers_finish()
+    _say_interrupted()
+    if wait_for_writes:
+      _let_writers_finish()
+    _end_after(INTERRUPT_GRACE_S)   # should leftover threads hold up the interpreter's exit
     sys.exit(130)
+
+
+def _on_sigint(signum, frame) -> None:
+  """Python's own Ctrl-C (KeyboardInterrupt in the main thread), plus a deadline: a
+  KeyboardInterrupt can be lost (raised inside a finaliser, or caught by library code),
+  and a read-only launcher then ran on to the end and exited 0."""
+  del signum, frame
+  if _interrupt["grace"] is not None:
+    _end_after(_interrupt["grace"])
+    _interrupt["grace"] = None   # one deadline, from the first Ctrl-C
+  raise KeyboardInterrupt
+
+
+def _say_interrupted() -> None:
+  if not _interrupt["said"]:
+    _interrupt["said"] = True
+    sys.stderr.write(_interrupt["line"])
+    sys.stderr.flush()
+
+
+def _end_after(seconds: float) -> None:
+  """Ends the process (one line, exit status 130) in `seconds` unless it has exited."""
+  def end():
+    _say_interrupted()
+    sys.stdout.flush()
+    os._exit(130)  # pylint: disable=protected-access
+  timer = threading.Timer(seconds, end)
+  timer.daemon = True
+  timer.start()
 
 
 def _let_writers_finish(seconds: float = 120) -> None:

@@ -43,4 +43,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["weights", "workdir"])
-  cli.run(main)
+  cli.run(main, wait_for_writes=True)

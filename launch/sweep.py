@@ -80,4 +80,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["sweep", "root"])
-  cli.run(main, on_interrupt="rerun the same command to resume")
+  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True)

@@ -57,4 +57,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  cli.run(main, on_interrupt="rerun the same command to resume")
+  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True)
