@@ -33,6 +33,7 @@ from jax.experimental import multihost_utils
 
 from alexnet_jax import (augment, checkpoint, data, dispatch, evaluation, events, finetune,
                          loader, models, plateau, sharding)
+from alexnet_jax import distributed
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -484,6 +485,9 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
                    run.total_steps)
       eval_metrics = run.evaluate(state.params, start, keep=False)   # already logged
     return eval_metrics
+  except Exception as e:  # pylint: disable=broad-except  # a failed collective: a process lost?
+    distributed.exit_if_peer_lost(e, _last_good(run.manager))
+    raise
   finally:
     preemption.close()
     run.close()

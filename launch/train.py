@@ -29,6 +29,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for a multi-process job.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the job.")
+_JOIN_TIMEOUT = flags.DEFINE_float(
+    "join_timeout", distributed.JOIN_TIMEOUT_S, "Seconds to wait for every process of a "
+    "multi-process job to join before giving up (the wait is logged as it goes).")
 _LOCAL_DEVICES = flags.DEFINE_string(
     "local_devices", "auto", "GPUs this process drives: auto (one per task under SLURM or "
     "MPI, else all), all, or ids like 0,1.")
@@ -44,7 +47,7 @@ def main(argv):
   if distributed.should_initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                    _PROCESS_ID.value, _DISTRIBUTED.value):
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                           _LOCAL_DEVICES.value)
+                           _LOCAL_DEVICES.value, _JOIN_TIMEOUT.value)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)   # only process 0 logs progress
   logging.info("JAX process %d of %d, local devices %s", jax.process_index(),
