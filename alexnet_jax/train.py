@@ -365,7 +365,7 @@ class _Run:
         loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed, feed_index=feed.index,
                              feed_count=feed.count, start=self.step or 0,   # a batch a step
                              workers=self.workers),
-        self.trainer.device_batch, ahead=2, thread=cfg.data.prefetch_thread)
+        self.trainer.device_batch, thread=cfg.data.prefetch_thread)
     self.all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
 

@@ -15,10 +15,11 @@ exits 0; rerunning the command resumes. A rerun must have the workdir's config (
 --resume_with_changes also accepts changed lengths and intervals (train.CHANGEABLE_ON_RESUME).
 """
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import cli, distributed, train, workdir
+from alexnet_jax import distributed, train, workdir
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -41,9 +42,6 @@ _RESUME_WITH_CHANGES = flags.DEFINE_bool(
 
 
 def main(argv):
-  cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if distributed.should_initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                    _PROCESS_ID.value, _DISTRIBUTED.value):
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,

@@ -595,7 +595,8 @@ def test_a_config_file_that_does_not_load_is_named_in_one_line(tmp_path, text, m
     (["--seeds=0,a"], "--seeds: 'a' is not an integer"),
     (["--train_error_thresholds=x"], "--train_error_thresholds: 'x' is not a number"),
     (["--sweep={tmp}/missing.py"], "sweep definition '{tmp}/missing.py': no such file"),
-    (["--sweep={tmp}/broken.py"], "sweep definition '{tmp}/broken.py': syntax error at line 2"),
+    (["--sweep={tmp}/broken.py"],
+     "sweep definition '{tmp}/broken.py': syntax error at {tmp}/broken.py:2"),
     (["--report_only"], "--root {tmp}/root does not exist: there is nothing to report"),
 ])
 def test_sweep_flags_and_definitions_are_one_line_errors(tmp_path, flags, message):
