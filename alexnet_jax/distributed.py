@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import NoReturn
+from typing import Callable, NoReturn
 
 import jax
 from absl import logging
@@ -122,19 +122,21 @@ def _watch_join(joined: threading.Event, where: str, num_processes: int | None,
                     waited, timeout)
 
 
-def exit_if_peer_lost(error: BaseException | None, last_checkpoint: str) -> None:
-  """After a failed collective (`error`, or its cause) in a job of several processes: one line naming the
-  lost process, the last checkpoint and how to resume, and the end of this process.
+def exit_if_peer_lost(error: BaseException | None,
+                      last_checkpoint: Callable[[], str]) -> None:
+  """After a failed collective (`error`, or its cause) in a job of several processes: one
+  line naming the lost process, the last checkpoint (`last_checkpoint()` says which) and
+  how to resume, and the end of this process.
 
   It exits at once (os._exit): a normal exit shuts down JAX's distributed client, which
   waits for the dead process and then aborts with a stack trace, and so does the client's
-  error poller once the coordinator notices the death (a heartbeat timeout, 100 s)."""
+  error poller once the coordinator notices the death (HEARTBEAT_TIMEOUT_S)."""
   while error is not None and not _collective_failed(error):
     error = error.__cause__ or error.__context__   # a checkpoint's write wraps it
   if error is None or jax.process_count() < 2:
     return
   lost = _others(jax.process_count(), jax.process_index())
-  _give_up(f"lost {lost} of the job ({messages.one_line(error, 160)}). {last_checkpoint} "
+  _give_up(f"lost {lost} of the job ({messages.one_line(error, 160)}). {last_checkpoint()} "
            "Rerun the same command on every host to resume from it")
 
 

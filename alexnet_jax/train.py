@@ -486,7 +486,7 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
       eval_metrics = run.evaluate(state.params, start, keep=False)   # already logged
     return eval_metrics
   except Exception as e:  # pylint: disable=broad-except  # a failed collective: a process lost?
-    distributed.exit_if_peer_lost(e, _last_good(run.manager))
+    distributed.exit_if_peer_lost(e, lambda: _last_good(run.manager))
     raise
   finally:
     preemption.close()

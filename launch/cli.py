@@ -124,18 +124,20 @@ _interrupt = {"said": False, "grace": None}
 
 
 def run(main: Callable[[list[str]], None], on_interrupt: str = "",
-        wait_for_writes: bool = False, takes_args: bool = False) -> None:
+        wait_for_writes: bool = False, takes_args: bool = False,
+        runs_xla: bool = True) -> None:
   """`app.run(main)` with what every launcher needs first: quiet library logs, a line for
-  each change of the process environment (alexnet_jax/environment.py), and a refusal of
-  arguments after the flags unless `takes_args`. A ValueError or OSError out of `main` is
-  one line (`fail`); so is a bad flag (`parse_flags`).
+  each change of the process environment (alexnet_jax/environment.py; both are for XLA,
+  so not where it does not run: `runs_xla`), and a refusal of arguments after the flags
+  unless `takes_args`. A ValueError or OSError out of `main` is one line (`fail`); so is a
+  bad flag (`parse_flags`).
 
   Ctrl-C ends it with one line (`on_interrupt` adds to it, e.g. how to resume) and exit
   status 130, within INTERRUPT_GRACE_S seconds. With `wait_for_writes` (launchers that
   write checkpoints or shards) it first lets writes in flight finish."""
   def main_with_preamble(argv: list[str]) -> None:
     quiet_library_logs()
-    for line in environment.changes():
+    for line in environment.changes() if runs_xla else ():
       logging.info("environment: %s", line)
     if not takes_args and len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")

@@ -45,4 +45,5 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["source", "out"])
-  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True)
+  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True,
+          runs_xla=False)
