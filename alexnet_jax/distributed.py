@@ -76,6 +76,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
   that blames "another task" that died.
   """
   ids = local_device_ids(local_devices)
+  if not join_timeout > 0:
+    raise ValueError(f"--join_timeout must be positive, got {join_timeout:g}")
   # CPU-only jobs (and the CPU tests) need a cross-process collectives backend.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   where = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or (
@@ -135,15 +137,22 @@ def exit_if_peer_lost(error: BaseException | None,
     error = error.__cause__ or error.__context__   # a checkpoint's write wraps it
   if error is None or jax.process_count() < 2:
     return
-  lost = _others(jax.process_count(), jax.process_index())
+  others = _others(jax.process_count(), jax.process_index())
+  lost = others if jax.process_count() == 2 else f"one of {others}"
   _give_up(f"lost {lost} of the job ({messages.one_line(error, 160)}). {last_checkpoint()} "
            "Rerun the same command on every host to resume from it")
 
 
+PEER_GONE = ("Gloo", "NCCL", "Connection reset", "Connection closed", "heartbeat",
+             "UNAVAILABLE")
+
+
 def _collective_failed(error: BaseException) -> bool:
-  """A runtime error of XLA, or gloo's own error text where orbax's synchronisation
-  re-raised it as another type (a ValueError)."""
-  return isinstance(error, jax.errors.JaxRuntimeError) or "Gloo" in str(error)[:200]
+  """An error that says a peer is gone: a collective's (XLA raises it as JaxRuntimeError,
+  orbax's synchronisation re-raises gloo's as a ValueError) or the coordinator's verdict.
+  Other runtime errors, such as a device out of memory, are not a lost process."""
+  text = str(error)[:300]
+  return any(marker in text for marker in PEER_GONE)
 
 
 def _give_up(line: str) -> NoReturn:
