@@ -52,7 +52,7 @@ def main(argv):
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _RESUME_WITH_CHANGES.value)
-  except (ValueError, OSError, train.LossIsNotFinite, workdir.WorkdirBusy) as e:
+  except (train.LossIsNotFinite, workdir.WorkdirBusy) as e:   # (cli.run: ValueError, OSError)
     cli.fail(e)
 
 
