@@ -1,13 +1,11 @@
 """AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) in JAX and Flax."""
 import os
 
-# XLA:CPU's default convolution path in jax 0.10 is 3-4x slower than PyTorch's; this flag
-# restores the fast one (README, Performance). Set here, before any backend starts, so that
-# nobody has to remember it; it only affects the CPU backend and leaves numerics unchanged
-# (tests/test_xla_flags.py).
-_CPU_CONV_FLAG = "--xla_cpu_experimental_ynn_fusion_type=-individual_convolution"
-if "xla_cpu_experimental_ynn_fusion_type" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_CPU_CONV_FLAG}".strip()
+from alexnet_jax import environment
+
+# Before any JAX backend starts, for the library's users as for the launchers (why, and
+# the launchers' other change: environment.py).
+environment.set_cpu_conv_flag()
 
 # TensorFlow (launch.prepare's tfds sources; never the training path) prints C++ INFO
 # notices on import; errors still show.

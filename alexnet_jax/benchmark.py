@@ -86,7 +86,7 @@ def _loop_seconds(stepper: Stepper, cfg, steps: int, warmup: int, workers: int,
   """Seconds per step of the loop, and a batch it read."""
   batches = loader.DeviceIterator(
       loader.train_batches(cfg.data, cfg.batch_size, seed=0, workers=workers),
-      stepper.trainer.device_batch, ahead=2, thread=thread)
+      stepper.trainer.device_batch, thread=thread)
   try:   # compiles; grain's workers take turns, so two rounds see every worker started
     for _ in range(warmup + 2 * workers):
       jax.block_until_ready(stepper(next(batches)))

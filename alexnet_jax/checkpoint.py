@@ -25,6 +25,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
+from alexnet_jax import messages
 from alexnet_jax import workdir as workdir_lib
 
 EVAL_METRIC = "eval_top1_error"
@@ -61,13 +62,7 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict,
     manager.wait_until_finished()
   except Exception as e:  # orbax wraps I/O errors in several types
     raise OSError(f"could not write checkpoint {step} in {manager.directory}: "
-                  f"{_first_line(e)}") from e
-
-
-def _first_line(error: BaseException) -> str:
-  """The error's first line; a long one keeps its start and its end (the OS's reason)."""
-  line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-  return line if len(line) <= 300 else f"{line[:140]} ... {line[-140:]}"
+                  f"{messages.one_line(e, 300)}") from e
 
 
 def _leaf_shapes(tree) -> dict[str, tuple]:
@@ -83,7 +78,7 @@ def _check_fits(manager: ocp.CheckpointManager, step: int, abstract_state: Any) 
     stored = _leaf_shapes(ocp.StandardCheckpointHandler().metadata(
         epath.Path(manager.directory) / str(step) / "state"))
   except Exception as e:  # a missing or damaged folder: orbax raises several types
-    raise OSError(_first_line(e)) from e
+    raise OSError(messages.one_line(e, 300)) from e
   wanted = _leaf_shapes(abstract_state)
   for name in sorted(set(stored) | set(wanted)):
     if stored.get(name) != wanted.get(name):
@@ -103,7 +98,7 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any
   try:
     out = manager.restore(step, args=ocp.args.Composite(**items))
   except Exception as e:  # lost or damaged array files: tensorstore's errors, several types
-    raise OSError(_first_line(e)) from e
+    raise OSError(messages.one_line(e, 300)) from e
   if not isinstance(out.get("meta"), dict):
     raise OSError("its meta item is missing")
   return out["state"], out["meta"]

@@ -9,6 +9,7 @@ finite where every crop's softmax underflows.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from typing import Any, Iterable
@@ -114,17 +115,31 @@ class Evaluator:
     sums, t0, seen = None, time.perf_counter(), 0
     throttle = dispatch.Throttle()
     bar = tqdm(batches, total=total, disable=not progress, desc="evaluate", unit="batch")
-    for i, batch in enumerate(bar):
-      seen += len(batch["label"])
-      batch = self._put(batch)
-      sums = add(zeros(params, batch) if sums is None else sums, params, batch)
-      throttle(sums)
-      if log_every and (i + 1) % log_every == 0:
-        logging.info("evaluated batch %d/%s: %.1f images/s", i + 1, total or "?",
-                     seen / (time.perf_counter() - t0))
+    with contextlib.closing(bar), _closing(batches):   # a Ctrl-C stops the reader's threads
+      for i, batch in enumerate(bar):
+        seen += len(batch["label"])
+        batch = self._put(batch)
+        sums = add(zeros(params, batch) if sums is None else sums, params, batch)
+        throttle(sums)
+        if log_every and (i + 1) % log_every == 0:
+          logging.info("evaluated batch %d/%s: %.1f images/s", i + 1, total or "?",
+                       seen / (time.perf_counter() - t0))
     if sums is None:
       raise ValueError("the evaluation split yielded no batches")
     sums = jax.device_get(sums)
     return {**{k: normalize(v) for k, v in sums.items()},
             "examples": int(round(float(sums["single_crop"]["count"]))),
             "seconds": time.perf_counter() - t0}
+
+
+@contextlib.contextmanager
+def _closing(batches: Iterable[dict]):
+  """Closes `batches` (a generator, or an islice of one) however the loop ends. Left open
+  after a Ctrl-C, loader.eval_batches' grain iterator keeps its reading threads alive, and
+  the interpreter waits for them at exit (about two minutes in launch.evaluate)."""
+  try:
+    yield
+  finally:
+    close = getattr(batches, "close", None)
+    if close is not None:
+      close()

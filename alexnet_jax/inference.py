@@ -43,6 +43,7 @@ from PIL import Image, ImageFile
 from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, models, records,
                          sharding)
 from alexnet_jax import data as data_lib
+from alexnet_jax import messages
 from alexnet_jax import workdir as workdir_lib
 
 MAX_PIXELS = 100_000_000   # 100 megapixels, e.g. 10000x10000; larger images are refused
@@ -139,8 +140,7 @@ def _readable(manager: ocp.CheckpointManager, step: int, steps: Sequence[int]):
   try:
     yield
   except Exception as e:  # pylint: disable=broad-except
-    detail = " ".join(str(e).split())
-    detail = detail[:200] + " ..." if len(detail) > 200 else detail
+    detail = messages.one_line(e, 200)
     others = ", ".join(str(s) for s in steps if s != step) or "none"
     raise ValueError(f"checkpoint {step} in {manager.directory} cannot be read: it is "
                      f"damaged or incomplete ({type(e).__name__}: {detail}); other steps: "

@@ -53,7 +53,7 @@ from array_record.python.array_record_module import ArrayRecordReader
 import numpy as np
 from PIL import Image
 
-from alexnet_jax import records
+from alexnet_jax import dispatch, records
 
 
 class Split:
@@ -308,8 +308,8 @@ class DeviceIterator:
   its own: it is the number of steps taken (see the module docstring).
   """
 
-  def __init__(self, host: grain.DatasetIterator, put: Callable[[dict], Any], ahead: int = 2,
-               thread: bool = True):
+  def __init__(self, host: grain.DatasetIterator, put: Callable[[dict], Any],
+               ahead: int = dispatch.AHEAD, thread: bool = True):
     self._host, self._put, self._ahead = host, put, ahead
     self._prefetch = (grain.experimental.ThreadPrefetchDatasetIterator(_Put(host, put), ahead)
                       if thread else None)

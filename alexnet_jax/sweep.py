@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import os
 import re
 import time
-import traceback
 import types
 from typing import Any, Callable, Sequence
 
 import ml_collections
 from absl import logging
 
-from alexnet_jax import train
+from alexnet_jax import pyfile, train
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -49,27 +47,12 @@ class Run:
 # ------------------------------------------------------------------------ definitions
 
 def load_definition(path: str) -> types.ModuleType:
-  """Imports a sweep definition file (it need not be on the Python path); ValueError (one
-  line, naming the file and the line) when it is missing or does not import."""
-  if not os.path.isfile(path):
-    raise ValueError(f"sweep definition {path!r}: no such file")
-  name = "sweep_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(path))[0])
-  spec = importlib.util.spec_from_file_location(name, path)
-  if spec is None or spec.loader is None:
-    raise ValueError(f"cannot import sweep definition {path!r}")
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except SyntaxError as e:
-    raise ValueError(f"sweep definition {path!r}: syntax error at line {e.lineno}: "
-                     f"{e.msg}") from None
-  except Exception as e:  # pylint: disable=broad-except  # whatever the file's code raises
-    line = next((f.lineno for f in reversed(traceback.extract_tb(e.__traceback__))
-                 if os.path.abspath(f.filename) == os.path.abspath(path)), None)
-    raise ValueError(f"sweep definition {path!r}: {type(e).__name__}"
-                     f"{f' at line {line}' if line else ''}: {e}") from None
+  """Imports a sweep definition file; ValueError (one line, naming the file and the line)
+  when it is missing, does not import, or has no get_sweep."""
+  what = f"sweep definition {path!r}"
+  module = pyfile.load(path, what)
   if not callable(getattr(module, "get_sweep", None)):
-    raise ValueError(f"sweep definition {path!r} has no get_sweep(base_cfg)")
+    raise ValueError(f"{what} has no get_sweep(base_cfg)")
   return module
 
 

@@ -33,6 +33,7 @@ from jax.experimental import multihost_utils
 
 from alexnet_jax import (augment, checkpoint, data, dispatch, evaluation, events, finetune,
                          loader, models, plateau, sharding)
+from alexnet_jax import distributed
 from alexnet_jax import workdir as workdir_lib
 
 
@@ -364,7 +365,7 @@ class _Run:
         loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed, feed_index=feed.index,
                              feed_count=feed.count, start=self.step or 0,   # a batch a step
                              workers=self.workers),
-        self.trainer.device_batch, ahead=2, thread=cfg.data.prefetch_thread)
+        self.trainer.device_batch, thread=cfg.data.prefetch_thread)
     self.all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
 
@@ -484,6 +485,9 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
                    run.total_steps)
       eval_metrics = run.evaluate(state.params, start, keep=False)   # already logged
     return eval_metrics
+  except Exception as e:  # pylint: disable=broad-except  # a failed collective: a process lost?
+    distributed.exit_if_peer_lost(e, lambda: _last_good(run.manager))
+    raise
   finally:
     preemption.close()
     run.close()

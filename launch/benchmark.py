@@ -18,7 +18,8 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import augment, benchmark, cli, machine, synthetic, train
+from alexnet_jax import augment, benchmark, machine, synthetic, train
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "experiments/default.py", "Experiment config (default: the paper model).",
@@ -53,13 +54,10 @@ def _with_data(cfg, tmp: str):
 def main(argv):
   del argv
   cfg = _CONFIG.value
-  try:
-    train.validate(cfg)
-  except ValueError as e:
-    cli.fail(e)
+  train.validate(cfg)
   what = set(_WHAT.value)
   results = {"devices": [str(d) for d in jax.devices()], **machine.cpu(), "jax": jax.__version__,
-             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),   # see launch/__init__.py
+             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),   # see alexnet_jax/environment.py
              "arch": cfg.model.arch, "features": list(cfg.model.features), "lrn": cfg.model.lrn,
              "towers": cfg.model.towers,
              "image_size": cfg.data.image_size, "batch": cfg.batch_size, "dtype": cfg.model.dtype}

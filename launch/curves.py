@@ -6,8 +6,9 @@ import os
 
 from absl import flags
 
-from alexnet_jax import cli, visualize
+from alexnet_jax import visualize
 from alexnet_jax import workdir as workdir_lib
+from launch import cli
 
 _OUT = flags.DEFINE_string("out", "curves.png", "PNG to write.")
 _LABELS = flags.DEFINE_list("labels", None, "One label per workdir (default: folder names).")
@@ -21,10 +22,7 @@ def main(argv):
   labels = _LABELS.value or [os.path.basename(os.path.normpath(w)) for w in workdirs]
   if len(labels) != len(workdirs):
     raise SystemExit(f"error: {len(labels)} labels for {len(workdirs)} workdirs")
-  try:
-    cli.check_writable(_OUT.value, "--out")   # before reading and plotting
-  except OSError as e:
-    cli.fail(e)
+  cli.check_writable(_OUT.value, "--out")   # before reading and plotting
   curves = {}
   for label, workdir in zip(labels, workdirs):
     records = workdir_lib.read_metrics(workdir)
@@ -44,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  cli.run(main)
+  cli.run(main, takes_args=True)

@@ -7,11 +7,11 @@ The dataset is the run's (run.json); --data_dir points it elsewhere. The report 
 <workdir>/eval_<data folder>_<split>_<step>[_10crop].json; with --ten_crop it holds both the
 single-crop (centre) and the ten-crop numbers.
 """
-import json
 
-from absl import app, flags
+from absl import flags
 
-from alexnet_jax import cli, inference
+from alexnet_jax import inference
+from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
@@ -24,21 +24,15 @@ _LOG_EVERY = flags.DEFINE_integer("log_every", 50, "Log progress every this many
 
 
 def main(argv):
-  cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _BATCH.value is not None and _BATCH.value < 1:
     cli.fail(ValueError(f"--batch_size must be at least 1, got {_BATCH.value}"))
-  try:
-    restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
-    split = _SPLIT.value or restored.cfg.data.eval_split
-    path = inference.report_file(restored, split, _TEN_CROP.value, _DATA_DIR.value)
-    cli.check_writable(path, "the report")   # before the evaluation, not after it
-    report = inference.evaluate(restored, split, ten_crop=_TEN_CROP.value,
-                                data_dir=_DATA_DIR.value, log_every=_LOG_EVERY.value,
-                                progress=True)
-  except (ValueError, OSError) as e:
-    cli.fail(e)
+  restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
+  split = _SPLIT.value or restored.cfg.data.eval_split
+  path = inference.report_file(restored, split, _TEN_CROP.value, _DATA_DIR.value)
+  cli.check_writable(path, "the report")   # before the evaluation, not after it
+  report = inference.evaluate(restored, split, ten_crop=_TEN_CROP.value,
+                              data_dir=_DATA_DIR.value, log_every=_LOG_EVERY.value,
+                              progress=True)
   for kind in ("single_crop", "ten_crop"):
     if kind in report:
       m = report[kind]

@@ -17,7 +17,8 @@ big sets: --train_split='train[:10000]'.
 import numpy as np
 from absl import app, flags, logging
 
-from alexnet_jax import cli, features, inference
+from alexnet_jax import features, inference
+from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
@@ -46,7 +47,6 @@ def _files(restored, paths):
 
 
 def main(argv):
-  cli.quiet_library_logs()
   if len(argv) > 1 and (_PNG.value or not _OUT.value):
     raise app.UsageError("image files go with --out (and not --png)")
   if not _OUT.value and not _PNG.value:
@@ -56,37 +56,32 @@ def main(argv):
   if _BATCH.value is not None and _BATCH.value < 1:
     cli.fail(ValueError(f"--batch_size must be at least 1, got {_BATCH.value}"))
   out = _OUT.value and (_OUT.value if _OUT.value.endswith(".npz") else _OUT.value + ".npz")
-  try:   # before any work: nothing computed is lost for want of a folder
-    for path, flag in ((out, "--out"), (_PNG.value, "--png")):
-      if path:
-        cli.check_writable(path, flag)
-  except OSError as e:
-    cli.fail(e)
-  try:
-    restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
-    if len(argv) > 1:
-      return _files(restored, argv[1:])
-    data = restored.cfg.data
-    split = _SPLIT.value or data.eval_split
-    query = features.extract(restored, split, data_dir=_DATA_DIR.value,
-                             keep_images=_QUERIES.value if _PNG.value else 0, progress=True,
-                             layer=_LAYER.value)
-    logging.info("%s features of %d images of %s: %s", query["layer"], len(query["labels"]),
-                 split, query["features"].shape)
-    extra = {}
-    if _PNG.value:
-      train_split = _TRAIN_SPLIT.value or data.train_split
-      train = features.extract(restored, train_split, data_dir=_DATA_DIR.value,
-                               progress=True, layer=_LAYER.value)
-      idx, dist = features.neighbour_grid(
-          restored, query, train, train_split, neighbours=_NEIGHBOURS.value,
-          queries=_QUERIES.value, path=_PNG.value, data_dir=_DATA_DIR.value)
-      extra = {"neighbour_indices": idx, "neighbour_distances": dist,
-               "train_split": train_split}
-      print(f"wrote {_PNG.value}: {len(idx)} queries from {split}, {idx.shape[1]} nearest of "
-            f"{len(train['labels'])} images of {train_split} each")
-  except (ValueError, OSError) as e:
-    cli.fail(e)
+  # Before any work: nothing computed is lost for want of a folder.
+  for path, flag in ((out, "--out"), (_PNG.value, "--png")):
+    if path:
+      cli.check_writable(path, flag)
+  restored = inference.load(_WORKDIR.value, _STEP.value, batch_size=_BATCH.value)
+  if len(argv) > 1:
+    return _files(restored, argv[1:])
+  data = restored.cfg.data
+  split = _SPLIT.value or data.eval_split
+  query = features.extract(restored, split, data_dir=_DATA_DIR.value,
+                           keep_images=_QUERIES.value if _PNG.value else 0, progress=True,
+                           layer=_LAYER.value)
+  logging.info("%s features of %d images of %s: %s", query["layer"], len(query["labels"]),
+               split, query["features"].shape)
+  extra = {}
+  if _PNG.value:
+    train_split = _TRAIN_SPLIT.value or data.train_split
+    train = features.extract(restored, train_split, data_dir=_DATA_DIR.value,
+                             progress=True, layer=_LAYER.value)
+    idx, dist = features.neighbour_grid(
+        restored, query, train, train_split, neighbours=_NEIGHBOURS.value,
+        queries=_QUERIES.value, path=_PNG.value, data_dir=_DATA_DIR.value)
+    extra = {"neighbour_indices": idx, "neighbour_distances": dist,
+             "train_split": train_split}
+    print(f"wrote {_PNG.value}: {len(idx)} queries from {split}, {idx.shape[1]} nearest of "
+          f"{len(train['labels'])} images of {train_split} each")
   if out:
     try:
       np.savez(out, features=query["features"], labels=query["labels"],
@@ -100,4 +95,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  cli.run(main)
+  cli.run(main, takes_args=True)

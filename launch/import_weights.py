@@ -10,10 +10,11 @@ or Caffe's bvlc_alexnet from the ONNX model zoo (needs the onnx package). --form
 one; by default a file that torch.save wrote is a state_dict and anything else ONNX. The configs are
 experiments/pretrained.py's; a non-empty workdir is refused unless --overwrite.
 """
-from absl import app, flags
+from absl import flags
 
-from alexnet_jax import cli, pretrained
+from alexnet_jax import pretrained
 from experiments import pretrained as configs
+from launch import cli
 
 _WEIGHTS = flags.DEFINE_string("weights", None, "state_dict (.pth) or ONNX (.onnx) file.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder to write (run.json, checkpoints/).")
@@ -23,24 +24,18 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing workdir'
 
 
 def main(argv):
-  cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   path = _WEIGHTS.value
-  try:
-    kind = pretrained.guess_format(path) if _FORMAT.value == "auto" else _FORMAT.value
-    if kind == "torchvision":
-      cfg, params = pretrained.import_torchvision(path, configs.get_config("torchvision"))
-    else:
-      cfg, params = pretrained.import_onnx(path, configs.get_config("caffe"))
-    workdir = pretrained.write_workdir(_WORKDIR.value, cfg, params, path, kind,
-                                       overwrite=_OVERWRITE.value)
-  except (ValueError, OSError) as e:
-    cli.fail(e)
+  kind = pretrained.guess_format(path) if _FORMAT.value == "auto" else _FORMAT.value
+  if kind == "torchvision":
+    cfg, params = pretrained.import_torchvision(path, configs.get_config("torchvision"))
+  else:
+    cfg, params = pretrained.import_onnx(path, configs.get_config("caffe"))
+  workdir = pretrained.write_workdir(_WORKDIR.value, cfg, params, path, kind,
+                                     overwrite=_OVERWRITE.value)
   print(f"wrote {workdir}: {kind} AlexNet ({cfg.model.num_classes} classes, "
         f"{cfg.data.image_size}x{cfg.data.image_size} input)")
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["weights", "workdir"])
-  cli.run(main)
+  cli.run(main, wait_for_writes=True)

@@ -12,7 +12,8 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_jax import cli, inference
+from alexnet_jax import inference
+from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")
 _STEP = flags.DEFINE_string("step", "latest", "Checkpoint: 'latest', 'best' or a step number.")
@@ -22,7 +23,6 @@ _TOP = flags.DEFINE_integer("top", 5, "How many classes to show per image.")
 
 
 def main(argv):
-  cli.quiet_library_logs()
   paths = argv[1:]
   if not paths:
     raise app.UsageError("give one or more image files after the flags")
@@ -35,10 +35,7 @@ def main(argv):
       cli.fail(ValueError(f"--json {_JSON.value}: cannot create its folder: {e.strerror}"))
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.ERROR)   # keep orbax's restore chatter off the terminal
-  try:
-    restored = inference.load(_WORKDIR.value, _STEP.value)
-  except (ValueError, OSError) as e:
-    cli.fail(e)
+  restored = inference.load(_WORKDIR.value, _STEP.value)
   results = inference.predict_files(restored, paths, ten_crop=_TEN_CROP.value, k=_TOP.value)
   for r in results:
     if "error" in r:
@@ -59,4 +56,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["workdir"])
-  cli.run(main)
+  cli.run(main, takes_args=True)

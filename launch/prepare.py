@@ -15,9 +15,10 @@ listed in `<out>/skipped.txt`. A rerun also rewrites shards found truncated or d
 `--verify` compares every shard's sha256 as well. Ctrl-C stops it at once; rerun to resume.
 Train on it with `--config.data.data_dir=<out>`.
 """
-from absl import app, flags
+from absl import flags
 
-from alexnet_jax import cli, prepare
+from alexnet_jax import prepare
+from launch import cli
 
 _SOURCE = flags.DEFINE_string("source", None, "Image folder <root>/<split>/<class>/<image>, "
                               "tfds:<name> (already prepared in --tfds_data_dir), or imagenet:<folder> "
@@ -40,19 +41,14 @@ SMALL = ("tfds:cifar10", "tfds:cifar100")
 
 
 def main(argv):
-  cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   size = _SIZE.value or (32 if _SOURCE.value in SMALL else 256)
-  try:
-    prepare.prepare(_SOURCE.value, _OUT.value, size=size, encoding=_ENCODING.value,
-                    jpeg_quality=_JPEG_QUALITY.value, splits=_SPLITS.value,
-                    tfds_data_dir=_TFDS_DATA_DIR.value, workers=_WORKERS.value,
-                    examples_per_shard=_PER_SHARD.value, verify=_VERIFY.value)
-  except (ValueError, OSError) as e:
-    cli.fail(e)
+  prepare.prepare(_SOURCE.value, _OUT.value, size=size, encoding=_ENCODING.value,
+                  jpeg_quality=_JPEG_QUALITY.value, splits=_SPLITS.value,
+                  tfds_data_dir=_TFDS_DATA_DIR.value, workers=_WORKERS.value,
+                  examples_per_shard=_PER_SHARD.value, verify=_VERIFY.value)
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["source", "out"])
-  cli.run(main, on_interrupt="rerun the same command to resume")
+  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True,
+          runs_xla=False)

@@ -19,7 +19,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import cli, inference, loader, summary
+from alexnet_jax import inference, loader, summary
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -42,10 +43,7 @@ def main(argv):
                         "--signal=<prepared dataset> too"))
   params, at = None, "at initialisation"
   if _WORKDIR.value:
-    try:
-      restored = inference.load(_WORKDIR.value, _STEP.value, mesh_shape=(1, 1))
-    except (FileNotFoundError, ValueError) as e:
-      cli.fail(e)
+    restored = inference.load(_WORKDIR.value, _STEP.value, mesh_shape=(1, 1))
     cfg, params = restored.cfg, jax.device_get(restored.params)
     at = f"at step {restored.step} of {restored.workdir}"
   else:

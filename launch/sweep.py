@@ -10,11 +10,12 @@ Overrides of --config apply to every variant; --report_only rewrites the reports
 import os
 
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from alexnet_jax import cli, sweep, sweep_report
+from alexnet_jax import sweep, sweep_report
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/cifar10.py",
                                           "Base experiment config file.", lock_config=True)
@@ -42,9 +43,6 @@ def _numbers(name: str, values: list[str], kind: type) -> list:
 
 
 def main(argv):
-  cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   try:
     definition = sweep.load_definition(_SWEEP.value)
     seeds = _numbers("seeds", _SEEDS.value, int) if _SEEDS.value else None
@@ -65,10 +63,7 @@ def main(argv):
       print(os.path.join(_ROOT.value, run.name))
     return
   if not _REPORT_ONLY.value:
-    try:
-      sweep.run_sweep(base, runs, _ROOT.value)
-    except (ValueError, OSError) as e:
-      cli.fail(e)
+    sweep.run_sweep(base, runs, _ROOT.value)
   title = os.path.splitext(os.path.basename(_SWEEP.value))[0] + " sweep"
   try:
     rows = sweep_report.write_reports(runs, _ROOT.value, title, thresholds,
@@ -80,4 +75,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["sweep", "root"])
-  cli.run(main, on_interrupt="rerun the same command to resume")
+  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True)

@@ -15,10 +15,11 @@ exits 0; rerunning the command resumes. A rerun must have the workdir's config (
 --resume_with_changes also accepts changed lengths and intervals (train.CHANGEABLE_ON_RESUME).
 """
 import jax
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import cli, distributed, train, workdir
+from alexnet_jax import distributed, train, workdir
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -29,6 +30,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0, for a multi-process job.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in the job.")
+_JOIN_TIMEOUT = flags.DEFINE_float(
+    "join_timeout", distributed.JOIN_TIMEOUT_S, "Seconds to wait for every process of a "
+    "multi-process job to join before giving up (the wait is logged as it goes).")
 _LOCAL_DEVICES = flags.DEFINE_string(
     "local_devices", "auto", "GPUs this process drives: auto (one per task under SLURM or "
     "MPI, else all), all, or ids like 0,1.")
@@ -38,23 +42,20 @@ _RESUME_WITH_CHANGES = flags.DEFINE_bool(
 
 
 def main(argv):
-  cli.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if distributed.should_initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                    _PROCESS_ID.value, _DISTRIBUTED.value):
     distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
-                           _LOCAL_DEVICES.value)
+                           _LOCAL_DEVICES.value, _JOIN_TIMEOUT.value)
   if jax.process_index() != 0:
     logging.set_verbosity(logging.WARNING)   # only process 0 logs progress
   logging.info("JAX process %d of %d, local devices %s", jax.process_index(),
                jax.process_count(), jax.local_devices())
   try:
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _RESUME_WITH_CHANGES.value)
-  except (ValueError, OSError, train.LossIsNotFinite, workdir.WorkdirBusy) as e:
+  except (train.LossIsNotFinite, workdir.WorkdirBusy) as e:   # (cli.run: ValueError, OSError)
     cli.fail(e)
 
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["config", "workdir"])
-  cli.run(main, on_interrupt="rerun the same command to resume")
+  cli.run(main, on_interrupt="rerun the same command to resume", wait_for_writes=True)

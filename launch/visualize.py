@@ -6,8 +6,9 @@ import jax
 import numpy as np
 from absl import flags
 
-from alexnet_jax import cli, inference, visualize
+from alexnet_jax import inference, visualize
 from alexnet_jax import workdir as workdir_lib
+from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _STEP = flags.DEFINE_string("step", "latest", "latest, best, or a step number.")
@@ -17,20 +18,14 @@ _OUT = flags.DEFINE_string("out", None, "PNG path (default: <workdir>/conv1_kern
 def main(argv):
   del argv
   step = int(_STEP.value) if _STEP.value.isdigit() else _STEP.value
-  try:
-    restored = inference.load(_WORKDIR.value, step, devices=jax.local_devices()[:1])
-  except (ValueError, FileNotFoundError) as e:
-    cli.fail(e)
+  restored = inference.load(_WORKDIR.value, step, devices=jax.local_devices()[:1])
   kernel = np.asarray(jax.device_get(restored.params["conv1"]["kernel"]))
   towers = restored.cfg.model.towers
   out = _OUT.value or workdir_lib.kernels_path(_WORKDIR.value)
-  try:
-    cli.check_writable(out, "--out")
-    visualize.save_kernel_figure(
-        kernel, towers, out,
-        title=f"conv1 kernels at step {restored.step}: {towers} tower(s), tower 1 on top")
-  except OSError as e:
-    cli.fail(e)
+  cli.check_writable(out, "--out")
+  visualize.save_kernel_figure(
+      kernel, towers, out,
+      title=f"conv1 kernels at step {restored.step}: {towers} tower(s), tower 1 on top")
   print(out)
 
 

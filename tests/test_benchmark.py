@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-from alexnet_jax import summary
+from alexnet_jax import environment, summary
 import helpers
-import launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,7 +28,7 @@ def results(tmp_path_factory, shapes_dir):
   return json.loads(out.read_text())
 
 
-@pytest.mark.skipif(launch._glibc_version() < (2, 35), reason="needs glibc 2.35+")
+@pytest.mark.skipif(environment.glibc_version() < (2, 35), reason="needs glibc 2.35+")
 def test_the_launcher_reran_itself_with_huge_pages(results):
   # launch/__init__.py re-executed `python -m launch.benchmark ...`: its arguments survived
   # (the JSON is where --json said) and its environment gained the tunable.

@@ -467,6 +467,33 @@ def test_evaluate_prints_its_numbers_before_a_report_write_that_fails(trained):
   assert not os.path.exists(os.path.join(trained, "eval_shapes_test_2.json"))
 
 
+def test_ctrl_c_stops_evaluate_within_seconds_with_one_line(trained, tmp_path):
+  """Ctrl-C (SIGINT to the process group, as a terminal sends it) in the middle of the
+  evaluation: one line, exit status 130, in seconds (it used to wait two minutes for the
+  loader's threads, or to finish the evaluation and exit 0)."""
+  log = tmp_path / "stderr.txt"
+  with open(log, "w") as err:   # 200 batches of one image: the evaluation takes seconds
+    proc = subprocess.Popen([sys.executable, "-m", "launch.evaluate", f"--workdir={trained}",
+                             "--batch_size=1", "--log_every=1"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=err, text=True,
+                            start_new_session=True)
+  try:
+    _wait_for(lambda: "evaluated batch 2/" in log.read_text(), proc, "the evaluation",
+              seconds=120)
+    os.killpg(proc.pid, signal.SIGINT)
+    start = time.time()
+    proc.wait(timeout=60)
+    took = time.time() - start
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
+  stderr = log.read_text()
+  assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+  assert stderr.strip().splitlines()[-1] == "error: interrupted (Ctrl-C)", stderr[-3000:]
+  assert took < 8, f"stopped {took:.1f} s after Ctrl-C"
+  assert "report:" not in stderr
+
+
 def test_a_damaged_checkpoint_is_one_line_naming_it_in_evaluate(trained, tmp_path):
   workdir = tmp_path / "run"
   shutil.copytree(trained, workdir)
@@ -568,7 +595,8 @@ def test_a_config_file_that_does_not_load_is_named_in_one_line(tmp_path, text, m
     (["--seeds=0,a"], "--seeds: 'a' is not an integer"),
     (["--train_error_thresholds=x"], "--train_error_thresholds: 'x' is not a number"),
     (["--sweep={tmp}/missing.py"], "sweep definition '{tmp}/missing.py': no such file"),
-    (["--sweep={tmp}/broken.py"], "sweep definition '{tmp}/broken.py': syntax error at line 2"),
+    (["--sweep={tmp}/broken.py"],
+     "sweep definition '{tmp}/broken.py': syntax error at {tmp}/broken.py:2"),
     (["--report_only"], "--root {tmp}/root does not exist: there is nothing to report"),
 ])
 def test_sweep_flags_and_definitions_are_one_line_errors(tmp_path, flags, message):

@@ -1,6 +1,7 @@
 """Several local processes (gloo collectives on 127.0.0.1) train like one process with the
 same global batch, whichever way the towers fall: inside a process, or across processes."""
 import json
+import re
 import os
 import signal
 import socket
@@ -16,6 +17,7 @@ from alexnet_jax import checkpoint, train
 import helpers
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port():
@@ -154,3 +156,95 @@ def test_sigterm_to_one_process_stops_every_process_at_one_saved_step(shapes_dir
   stopped = int(outputs[0].split("stopped by SIGTERM after step ")[1].split(",")[0])
   assert os.listdir(workdir / "checkpoints") == [str(stopped)]
   assert stopped >= 10   # after the two logged windows, not a fresh start
+
+
+# --------------------------------------- launch.train's processes lost, or never started
+
+TINY = ["--config=experiments/quickstart.py", "--config.batch_size=16",
+        "--config.model.features=(16,32,48,48,32)", "--config.model.fc_features=(64,64)",
+        "--config.mesh_shape=(1,2)", "--config.eval_every_steps=1000", "--config.eval_batches=1",
+        "--config.data.name=prepared", "--config.num_train_steps=100000",
+        "--config.checkpoint_every_steps=5"]
+
+
+def start_train(pid, port, workdir, data_dir, *flags):
+  """Process `pid` of a two-process `python -m launch.train` job (one CPU device each),
+  its output in a file beside `workdir`."""
+  log = workdir.parent / f"{workdir.name}.process{pid}.log"
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  with open(log, "w") as out:
+    p = subprocess.Popen(
+        [sys.executable, "-m", "launch.train", f"--workdir={workdir}", *TINY,
+         f"--config.data.data_dir={data_dir}", f"--coordinator_address=127.0.0.1:{port}",
+         "--num_processes=2", f"--process_id={pid}", *flags],
+        cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True)
+  p.log = log
+  return p
+
+
+def last_line(p):
+  return p.log.read_text().strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("killed", [1, 0])   # 0 is the coordinator as well
+def test_a_process_killed_leaves_the_other_one_line_naming_it_and_the_checkpoint(
+    shapes_dir, tmp_path, killed):
+  """kill -9 of one process after a checkpoint: the other stops at once (it used to end
+  in a traceback and SIGABRT after the 100 s heartbeat timeout, or abort at once when the
+  coordinator died) with one line, and exit status 1."""
+  workdir, port = tmp_path / "run", free_port()
+  procs = [start_train(pid, port, workdir, shapes_dir) for pid in (0, 1)]
+  try:
+    deadline = time.time() + 240
+    while not (workdir / "checkpoints" / "10").exists():
+      assert all(p.poll() is None for p in procs), procs[0].log.read_text()[-3000:]
+      assert time.time() < deadline, "no checkpoint 10 after 240 s"
+      time.sleep(0.2)
+    procs[killed].kill()
+    survivor = procs[1 - killed]
+    start = time.time()
+    survivor.wait(timeout=110)
+    took = time.time() - start
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+      p.wait()
+  out = survivor.log.read_text()
+  assert survivor.returncode == 1, out[-3000:]
+  assert "Traceback" not in out and "Fatal Python error" not in out, out[-3000:]
+  last = last_line(survivor)
+  assert last.startswith(f"error: lost process {killed} of the job ("), last
+  assert re.search(r"The last good checkpoint in .*/checkpoints is step (10|15|20)\. Rerun "
+                   "the same command on every host to resume from it$", last), last
+  assert took < 60, f"the survivor took {took:.0f} s"   # at most the heartbeat timeout
+
+
+@pytest.mark.parametrize("started", [0, 1])
+def test_a_process_that_never_joins_is_named_while_waiting_and_in_one_line(
+    shapes_dir, tmp_path, started):
+  """Only one process of two is started (for process 1 alone, the coordinator's port
+  answers nothing, as with a wrong port): it logs whom it waits for and where, then after
+  --join_timeout gives one line and exit status 1 (it used to be five silent minutes, then
+  SIGABRT and a page blaming "another task" that died)."""
+  port = free_port()
+  p = start_train(started, port, tmp_path / "run", shapes_dir, "--join_timeout=6")
+  start = time.time()
+  try:
+    p.wait(timeout=90)
+  finally:
+    if p.poll() is None:
+      p.kill()
+      p.wait()
+  took, out = time.time() - start, p.log.read_text()
+  assert p.returncode == 1 and "Traceback" not in out, out[-3000:]
+  assert (f"process {started} of 2: waiting for process {1 - started} to join the job at the "
+          f"coordinator 127.0.0.1:{port}") in out, out[-3000:]
+  assert last_line(p) == (
+      f"error: process {1 - started} never joined the job (process {started} of 2, coordinator "
+      f"127.0.0.1:{port}, --join_timeout=6 s): check that every process was started with the "
+      "same --coordinator_address and --num_processes, that process 0 runs on that host and "
+      "port, and that the port is reachable"), out[-3000:]
+  assert took < 40, f"took {took:.0f} s"

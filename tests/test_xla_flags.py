@@ -1,5 +1,6 @@
-"""alexnet_jax/__init__.py sets XLA:CPU's convolution flag on import: it is set when absent,
-a user's own setting wins, and convolutions give the same numbers with and without it."""
+"""alexnet_jax/__init__.py sets XLA:CPU's convolution flag on import (environment.py): it
+is set when absent, a user's own setting wins, and convolutions give the same numbers with
+and without it."""
 import os
 import subprocess
 import sys

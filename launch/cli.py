@@ -1,10 +1,13 @@
-"""What every launcher shares: one-line errors, and quiet logs by default.
+"""What every launcher shares, so that each is its flags and one call to the library.
 
-* `run(main)` is `absl.app.run` with a flag parser that turns a bad flag or a bad config
-  override (`--config.modle.lrn=False`, with ml_collections' "did you mean";
+* `run(main)` is `absl.app.run` with the launchers' preamble: quiet library logs, the
+  environment changes logged, arguments after the flags refused (unless the launcher takes
+  files), a ValueError or OSError as one line. Its flag parser turns a bad flag or a bad
+  config override (`--config.modle.lrn=False`, with ml_collections' "did you mean";
   `--config.mesh_shape=abc`) into one line on stderr and exit status 2, instead of a
   traceback. A config file that does not load (missing, a syntax error, a `get_config` that
-  raises) is named as such, with its line. Ctrl-C (SIGINT) is one line too, exit status 130.
+  raises) is named as such, with its line. Ctrl-C (SIGINT) is one line too, exit status
+  130, within seconds.
 * `check_writable(path, flag)` makes the folder of an output and checks that a file can be
   written there, before the work that produces it.
 * `fail(error)` exits with `error: <message>` on one line; the traceback goes to the log
@@ -14,42 +17,38 @@
 """
 from __future__ import annotations
 
-import importlib.util
 import logging as py_logging
 import os
+import signal
 import sys
 import threading
 import time
-import traceback
 from typing import Any, Callable, NoReturn
 
 from absl import app, flags, logging
 from etils import epath
+
+from alexnet_jax import environment, messages, pyfile
 
 NOISY = ("/orbax/", "/etils/", "/jax/_src/", "/tensorflow_datasets/", "/gcsfs/", "/fsspec/")
 CONFIG_FLAG = "config"
 FIXED_LENGTH = {"mesh_shape": 2}   # tuple fields whose length is part of their meaning
 
 
-def _one_line(error: BaseException) -> str:
-  text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-  return " ".join(str(text).split())
-
-
 def parse_flags(argv: list[str]) -> list[str]:
   try:
     defaults = _load_config_file(argv)
   except ValueError as e:
-    sys.stderr.write(f"error: {_one_line(e)}\n")
+    sys.stderr.write(f"error: {messages.one_line(e)}\n")
     sys.exit(2)
   try:
     rest = flags.FLAGS(argv)
     _check_override_types(argv, defaults)
     return rest
   except flags.Error as e:
-    sys.stderr.write(f"error: {_one_line(e)} (--help lists the flags)\n")
+    sys.stderr.write(f"error: {messages.one_line(e)} (--help lists the flags)\n")
   except (KeyError, AttributeError, ValueError, TypeError) as e:   # a config override
-    text = _one_line(e)
+    text = messages.one_line(e)
     field = text.strip("\"'")
     if isinstance(e, (KeyError, AttributeError)) and field.isidentifier():   # no suggestion
       given = next((a for a in argv if f".{field}" in a.split("=")[0]), field)
@@ -83,30 +82,13 @@ def _load_config_file(argv: list[str]) -> Any:
         default, "copy_and_resolve_references") else None
   path, _, params = arg.partition(":")
   where = f"--{CONFIG_FLAG}={arg}"
-  if not os.path.isfile(path):
-    raise ValueError(f"{where}: no such file")
-  spec = importlib.util.spec_from_file_location("_config_file", path)
-  module = importlib.util.module_from_spec(spec)
-  try:
-    spec.loader.exec_module(module)
-  except SyntaxError as e:
-    raise ValueError(f"{where}: syntax error at {e.filename}:{e.lineno}: {e.msg}") from None
-  except Exception as e:  # pylint: disable=broad-except  # whatever the file's code raises
-    raise ValueError(f"{where}: loading it raised {_described(e, path)}") from None
+  module = pyfile.load(path, where)
   if not callable(getattr(module, "get_config", None)):
     raise ValueError(f"{where}: the file has no get_config()")
   try:
     return module.get_config(*([params] if params else []))
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"{where}: get_config() raised {_described(e, path)}") from None
-
-
-def _described(error: BaseException, path: str) -> str:
-  """'ValueError at experiments/x.py:12: message' (the deepest line of `path`)."""
-  lines = [f for f in traceback.extract_tb(error.__traceback__)
-           if os.path.abspath(f.filename) == os.path.abspath(path)]
-  at = f" at {path}:{lines[-1].lineno}" if lines else ""
-  return f"{type(error).__name__}{at}: {_one_line(error)}"
+    raise ValueError(f"{where}: get_config() raised {pyfile.described(e, path)}") from None
 
 
 def _check_override_types(argv: list[str], defaults: Any) -> None:
@@ -137,16 +119,74 @@ def _ints(values: tuple) -> bool:
   return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
 
 
-def run(main: Callable[[list[str]], None], on_interrupt: str = "") -> None:
-  """`app.run(main)`; Ctrl-C ends it with one line (`on_interrupt` adds to it, e.g. how to
-  resume) and exit status 130."""
+INTERRUPT_GRACE_S = 10   # seconds a launcher may take to stop after Ctrl-C before it is ended
+_interrupt = {"said": False, "grace": None}
+
+
+def run(main: Callable[[list[str]], None], on_interrupt: str = "",
+        wait_for_writes: bool = False, takes_args: bool = False,
+        runs_xla: bool = True) -> None:
+  """`app.run(main)` with what every launcher needs first: quiet library logs, a line for
+  each change of the process environment (alexnet_jax/environment.py; both are for XLA,
+  so not where it does not run: `runs_xla`), and a refusal of arguments after the flags
+  unless `takes_args`. A ValueError or OSError out of `main` is one line (`fail`); so is a
+  bad flag (`parse_flags`).
+
+  Ctrl-C ends it with one line (`on_interrupt` adds to it, e.g. how to resume) and exit
+  status 130, within INTERRUPT_GRACE_S seconds. With `wait_for_writes` (launchers that
+  write checkpoints or shards) it first lets writes in flight finish."""
+  def main_with_preamble(argv: list[str]) -> None:
+    quiet_library_logs()
+    for line in environment.changes() if runs_xla else ():
+      logging.info("environment: %s", line)
+    if not takes_args and len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+      main(argv)
+    except (ValueError, OSError) as e:
+      fail(e)
+
+  line = f"error: interrupted (Ctrl-C){'; ' + on_interrupt if on_interrupt else ''}\n"
+  _interrupt["line"] = line
+  _interrupt["grace"] = None if wait_for_writes else INTERRUPT_GRACE_S
+  signal.signal(signal.SIGINT, _on_sigint)
   try:
-    app.run(main, flags_parser=parse_flags)
+    app.run(main_with_preamble, flags_parser=parse_flags)
   except KeyboardInterrupt:
-    sys.stderr.write(f"error: interrupted (Ctrl-C){'; ' + on_interrupt if on_interrupt else ''}"
-                     "\n")
-    _let_writers_finish()
+    _say_interrupted()
+    if wait_for_writes:
+      _let_writers_finish()
+    _end_after(INTERRUPT_GRACE_S)   # should leftover threads hold up the interpreter's exit
     sys.exit(130)
+
+
+def _on_sigint(signum, frame) -> None:
+  """Python's own Ctrl-C (KeyboardInterrupt in the main thread), plus a deadline: a
+  KeyboardInterrupt can be lost (raised inside a finaliser, or caught by library code),
+  and a read-only launcher then ran on to the end and exited 0."""
+  del signum, frame
+  if _interrupt["grace"] is not None:
+    _end_after(_interrupt["grace"])
+    _interrupt["grace"] = None   # one deadline, from the first Ctrl-C
+  raise KeyboardInterrupt
+
+
+def _say_interrupted() -> None:
+  if not _interrupt["said"]:
+    _interrupt["said"] = True
+    sys.stderr.write(_interrupt["line"])
+    sys.stderr.flush()
+
+
+def _end_after(seconds: float) -> None:
+  """Ends the process (one line, exit status 130) in `seconds` unless it has exited."""
+  def end():
+    _say_interrupted()
+    sys.stdout.flush()
+    os._exit(130)  # pylint: disable=protected-access
+  timer = threading.Timer(seconds, end)
+  timer.daemon = True
+  timer.start()
 
 
 def _let_writers_finish(seconds: float = 120) -> None:
@@ -180,7 +220,7 @@ def check_writable(path: str, flag: str) -> None:
 def fail(error: BaseException) -> NoReturn:
   if logging.get_verbosity() >= logging.DEBUG:
     logging.exception("stopped")
-  raise SystemExit(f"error: {_one_line(error)}") from None
+  raise SystemExit(f"error: {messages.one_line(error)}") from None
 
 
 def _keep(record: py_logging.LogRecord) -> bool:
