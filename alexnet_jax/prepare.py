@@ -444,6 +444,9 @@ def prepare(source: str, out: str, *, size: int = 256, encoding: str = "raw",
   ValueError (one line) for a missing source, a bad option, or an `out` made otherwise.
   """
   _validate(encoding, size, jpeg_quality, examples_per_shard)
+  if workdir_lib.is_url(out):   # else os.makedirs would make a local ./gs:/ folder
+    raise ValueError(f"--out {out}: launch.prepare writes a local folder, not a URL; prepare "
+                     "locally, then copy the folder to the bucket (or use a gcsfuse mount)")
   out = os.path.expanduser(out)
   _check_out(source, out)
   with _locked(out):

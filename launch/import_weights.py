@@ -8,11 +8,13 @@
 writes, e.g. ~/.cache/torch/hub/checkpoints/alexnet-owt-7be5be79.pth; torch is not needed)
 or Caffe's bvlc_alexnet from the ONNX model zoo (needs the onnx package). --format picks
 one; by default a file that torch.save wrote is a state_dict and anything else ONNX. The configs are
-experiments/pretrained.py's; a non-empty workdir is refused unless --overwrite.
+experiments/pretrained.py's; a non-empty workdir is refused unless --overwrite, and one
+holding checkpoints that training wrote also needs --overwrite_trained; a workdir whose
+training is running is refused untouched.
 """
 from absl import app, flags
 
-from alexnet_jax import cli, pretrained
+from alexnet_jax import cli, pretrained, workdir
 from experiments import pretrained as configs
 
 _WEIGHTS = flags.DEFINE_string("weights", None, "state_dict (.pth) or ONNX (.onnx) file.")
@@ -20,6 +22,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder to write (run.json, chec
 _FORMAT = flags.DEFINE_enum("format", "auto", ["auto", "torchvision", "onnx"],
                             "What --weights holds; auto: guessed from its first bytes.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing workdir's net.")
+_OVERWRITE_TRAINED = flags.DEFINE_bool(
+    "overwrite_trained", False, "With --overwrite: also delete checkpoints that training "
+    "wrote in the workdir (refused without it, naming the steps).")
 
 
 def main(argv):
@@ -33,11 +38,12 @@ def main(argv):
       cfg, params = pretrained.import_torchvision(path, configs.get_config("torchvision"))
     else:
       cfg, params = pretrained.import_onnx(path, configs.get_config("caffe"))
-    workdir = pretrained.write_workdir(_WORKDIR.value, cfg, params, path, kind,
-                                       overwrite=_OVERWRITE.value)
-  except (ValueError, OSError) as e:
+    written = pretrained.write_workdir(_WORKDIR.value, cfg, params, path, kind,
+                                       overwrite=_OVERWRITE.value,
+                                       overwrite_trained=_OVERWRITE_TRAINED.value)
+  except (ValueError, OSError, workdir.WorkdirBusy) as e:
     cli.fail(e)
-  print(f"wrote {workdir}: {kind} AlexNet ({cfg.model.num_classes} classes, "
+  print(f"wrote {written}: {kind} AlexNet ({cfg.model.num_classes} classes, "
         f"{cfg.data.image_size}x{cfg.data.image_size} input)")
 
 

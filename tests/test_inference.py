@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import augment, evaluation, features, inference, loader, models, synthetic, train
+from alexnet_jax import (augment, checkpoint, evaluation, features, inference, loader, models,
+                         synthetic, train)
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,11 +110,11 @@ def test_steps_latest_best_and_numbered(run):
         errors[r["step"]] = r["eval_top1_error"]
   assert sorted(errors) == [2, 4]
   best = min(errors, key=lambda s: (errors[s], -s))
-  manager, steps = inference._manager(run)  # pylint: disable=protected-access
+  manager, steps = checkpoint.open_steps(run)
   assert steps == [2, 4]
-  assert inference.resolve_step(run, manager, steps, "latest") == 4
-  assert inference.resolve_step(run, manager, steps, "best") == best
-  assert inference.resolve_step(run, manager, steps, "2") == 2
+  assert checkpoint.resolve_step(manager, steps, "latest") == 4
+  assert checkpoint.resolve_step(manager, steps, "best") == best
+  assert checkpoint.resolve_step(manager, steps, "2") == 2
   with pytest.raises(ValueError, match=r"no checkpoint for step 3 in .*checkpoints; "
                                        r"available steps: 2, 4"):
     inference.load(run, 3)

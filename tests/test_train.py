@@ -148,7 +148,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir
   cfg = with_data(tiny_config(num_train_steps=20, checkpoint_every_steps=5,
                               eval_every_steps=1000, learning_rate=1e30, schedule="step"),
                   shapes_dir)
-  (tmp_path / "run.json").unlink()   # else the rerun is refused as another config
+  helpers.claim_config(tmp_path, cfg)   # else the rerun is refused as another config
   with pytest.raises(train.LossIsNotFinite,
                      match=r"between steps 11 and 15; stopping.*last good checkpoint.* is step 10"):
     train.train_and_evaluate(cfg, str(tmp_path))
