@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from alexnet_jax import (augment, checkpoint, evaluation, features, inference, loader, models,
-                         synthetic, train)
+                         prepare, synthetic, train)
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -320,6 +320,22 @@ def test_evaluate_cli_writes_the_report(run, data_dir):
   assert p.returncode == 0, p.stderr
   assert os.path.isfile(os.path.join(run, "eval_other_shapes_test_50_2.json"))
   assert os.path.isfile(os.path.join(run, "eval_shapes_test_50_2.json"))
+
+
+def test_evaluate_cli_on_a_test_set_with_only_a_val_split(run, tmp_path):
+  """A separate test set need not have the run's train split; and orbax's warnings about
+  opening the workdir read-only (on purpose) do not reach the user."""
+  src = synthetic.make_shapes_dataset(str(tmp_path / "src"), train_per_class=1,
+                                      test_per_class=2, size=72)
+  (tmp_path / "images").mkdir()
+  os.rename(os.path.join(src, "test"), tmp_path / "images" / "val")
+  prepare.prepare(str(tmp_path / "images"), str(tmp_path / "val_only"), size=72, workers=0,
+                  progress=False)
+  p = launch("launch.evaluate", f"--workdir={run}", f"--data_dir={tmp_path / 'val_only'}",
+             "--split=val")
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "8 examples of val, checkpoint 4" in p.stdout
+  assert "read only" not in p.stderr and "WARNING" not in p.stderr, p.stderr[-3000:]
 
 
 # ------------------------------------------------------------------------------ features
