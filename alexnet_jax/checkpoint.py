@@ -49,7 +49,7 @@ class _QuietOrbax(py_logging.Filter):
   """Drops orbax warnings that say nothing to a user here: saves without an evaluation
   carry no metric by design, and predict and evaluate open workdirs read-only on purpose."""
   NOISE = ("Requested `tracked_metric`; did not provide metrics.",
-           "Given directory is read only")
+           "Given directory is read only", "CheckpointManagerOptions.read_only=True")
 
   def filter(self, record: py_logging.LogRecord) -> bool:
     return not str(record.msg).startswith(self.NOISE)
@@ -73,7 +73,7 @@ def create_manager(workdir, keep: int = 3, read_only: bool = False) -> ocp.Check
   ])
   options = ocp.CheckpointManagerOptions(
       # best_fn makes orbax record the metrics passed to save(); preservation and
-      # best_step() (the "best" of inference.resolve_step) use them.
+      # best_step() (the "best" of resolve_step) use them.
       best_fn=lambda m: m[EVAL_METRIC], best_mode="min",
       preservation_policy=preserve, create=False, read_only=read_only,
       cleanup_tmp_directories=not read_only,   # saves a crash interrupted
