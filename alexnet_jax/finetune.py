@@ -1,11 +1,12 @@
 """Fine-tuning: a run that starts from another workdir's parameters, with layers frozen.
 
 `init_from` = '<workdir>' or '<workdir>:<step>' (a step number, 'latest' or 'best'): any
-workdir that training or `launch.import_weights` wrote. Parameters are restored by name
-(conv1 ... fc8) onto the new run's mesh. The classifier, fc8, is initialised afresh (the
-config's init_scheme) when its number of classes differs; every other difference in shape
-or in the set of layers is a one-line error naming the layer. The optimiser starts afresh:
-momentum at zero, the step at 0. Only a fresh run reads init_from: a workdir that holds
+workdir that training or `launch.import_weights` wrote, a folder or a `gs://` URL.
+Parameters are restored by name (conv1 ... fc8) onto the new run's mesh, through
+checkpoint.py's partial restore. The classifier, fc8, is initialised afresh (the config's
+init_scheme) when its number of classes differs; every other difference in shape or in the
+set of layers is a one-line error naming the layer. The optimiser starts afresh: momentum
+at zero, the step at 0. Only a fresh run reads init_from: a workdir that holds
 checkpoints resumes from its own.
 
 `freeze` = layer names, e.g. ('conv1', 'conv2'): their parameters get no update and no

@@ -4,7 +4,8 @@ A workdir that `train.train_and_evaluate` wrote holds `run.json` (the resolved c
 code revision and the class names) and `checkpoints/<step>/`. `load` rebuilds the model for
 this process's devices, whatever mesh trained it: the parameter layout on disk is the same
 for every mesh (see sharding.py), so only the target shardings change. Only the parameters
-are read, not the optimiser state.
+are read, not the optimiser state. run.json is read through run_info.py (a lost or damaged
+one is taken from the checkpoint) and the checkpoint through checkpoint.py.
 
 Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
 (shorter side to augment.square_size, central crop; records.square), then on the

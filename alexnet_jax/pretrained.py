@@ -68,7 +68,8 @@ def _check(params: dict, cfg, what: str) -> None:
   """ValueError naming the first layer whose mapped shape is not the model's."""
   found = checkpoint.differences(checkpoint.leaf_shapes(params), param_shapes(cfg))
   if found:
-    raise ValueError(f"{what}: {checkpoint.describe(found[0], there='the mapped weights', here='the model')}")
+    raise ValueError(f"{what}: " + checkpoint.describe(found[0], there="the mapped weights",
+                                                       here="the model"))
 
 
 # --------------------------------------------------------------------------- torchvision

@@ -251,8 +251,9 @@ def _trainer_running(shapes_dir, workdir):
       workdir, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=2",
       "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}"), cwd=ROOT,
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-  test_faults._wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc,  # pylint: disable=protected-access
-                        "a checkpoint", seconds=240)
+  wait_for = test_faults._wait_for  # pylint: disable=protected-access
+  wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc, "a checkpoint",
+           seconds=240)
   return proc
 
 

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 from alexnet_jax import checkpoint, inference, run_info, train
@@ -119,13 +121,15 @@ def test_a_workdir_without_checkpoints_is_never_another_config(shapes_dir, tmp_p
 
 def test_a_run_resumes_on_another_mesh(shapes_dir, tmp_path):
   """(1, 2) on two devices, then (2, 1), then one device: each a resume, with
-  --resume_with_changes; without it the refusal names the flag."""
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  --resume_with_changes (without it the refusal names the flag), reading the batches a
+  straight run on one device reads: the same parameters at the end."""
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+         "JAX_DEFAULT_PRNG_IMPL": "threefry2x32"}   # the same random numbers on every mesh
   # (a tuple field given twice is joined into one tuple by the flag parser, not replaced)
   tiny = [f for f in TINY_FLAGS if not f.startswith("--config.mesh_shape=")]
 
-  def launch(steps, mesh, *flags):
-    cmd = [sys.executable, "-m", "launch.train", f"--workdir={tmp_path / 'run'}", *tiny,
+  def launch(steps, mesh, *flags, workdir=tmp_path / "run"):
+    cmd = [sys.executable, "-m", "launch.train", f"--workdir={workdir}", *tiny,
            f"--config.num_train_steps={steps}", "--config.checkpoint_every_steps=2",
            "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}",
            f"--config.mesh_shape={mesh}", *flags]
@@ -142,3 +146,9 @@ def test_a_run_resumes_on_another_mesh(shapes_dir, tmp_path):
     data, model = eval(mesh)  # pylint: disable=eval-used
     assert f"on mesh {{'data': {data}, 'model': {model}}}" in proc.stderr
   assert checkpoint.create_manager(str(tmp_path / "run"), read_only=True).all_steps() == [2, 4, 6]
+  straight = launch(6, "(1,1)", workdir=tmp_path / "straight")
+  assert straight.returncode == 0, straight.stderr[-3000:]
+  a, b = (inference.load(str(tmp_path / d), mesh_shape=(1, 1), devices=jax.devices()[:1])
+          for d in ("run", "straight"))
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
