@@ -13,23 +13,50 @@ A newest checkpoint that cannot be read (files lost or damaged later) is a warni
 to `<workdir>/damaged_checkpoints/`, and the one before it is restored; one whose arrays do
 not fit the run's state (another model or optimiser) is an error.
 Kept: the newest `keep` checkpoints and the one with the lowest validation top-1 error.
+
+Each step also carries, in orbax's step metadata (`custom_metadata["run"]`), the run.json
+record of the config that wrote it (run_info.py), so that the config guard holds and a lost
+run.json can be rebuilt from the checkpoint itself. Checkpoints written before this have
+none, and still restore.
+
+This module is the one reader and writer of checkpoints: training, inference, fine-tuning
+and the importers open managers, resolve steps, compare shapes and restore parameters here.
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import logging as py_logging
+from typing import Any, Sequence
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from alexnet_jax import messages
+from alexnet_jax import messages, models
 from alexnet_jax import workdir as workdir_lib
 
 EVAL_METRIC = "eval_top1_error"
 DAMAGED = "damaged_checkpoints"
+RUN = "run"   # the step metadata's key for the run.json record of the config that wrote it
+
+
+class _QuietOrbax(py_logging.Filter):
+  """Drops orbax warnings that say nothing to a user here: saves without an evaluation
+  carry no metric by design, and predict and evaluate open workdirs read-only on purpose."""
+  NOISE = ("Requested `tracked_metric`; did not provide metrics.",
+           "Given directory is read only", "CheckpointManagerOptions.read_only=True")
+
+  def filter(self, record: py_logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(self.NOISE)
+
+
+_QUIET = _QuietOrbax()
+py_logging.getLogger("absl").addFilter(_QUIET)   # orbax logs through absl
 
 
 class Mismatch(ValueError):
@@ -37,6 +64,8 @@ class Mismatch(ValueError):
 
 
 def create_manager(workdir, keep: int = 3, read_only: bool = False) -> ocp.CheckpointManager:
+  """The workdir's manager. Its `checkpoints/` folder is made by the first save, not here,
+  so that a run that fails before it starts leaves none behind."""
   preserve = policies.AnyPreservationPolicy([
       policies.LatestN(n=keep),
       policies.BestN(get_metric_fn=lambda m: m[EVAL_METRIC], reverse=True, n=1,
@@ -44,49 +73,153 @@ def create_manager(workdir, keep: int = 3, read_only: bool = False) -> ocp.Check
   ])
   options = ocp.CheckpointManagerOptions(
       # best_fn makes orbax record the metrics passed to save(); preservation and
-      # best_step() (the "best" of inference.resolve_step) use them.
+      # best_step() (the "best" of resolve_step) use them.
       best_fn=lambda m: m[EVAL_METRIC], best_mode="min",
-      preservation_policy=preserve, create=not read_only, read_only=read_only,
+      preservation_policy=preserve, create=False, read_only=read_only,
       cleanup_tmp_directories=not read_only,   # saves a crash interrupted
       enable_async_checkpointing=False)
   return ocp.CheckpointManager(workdir_lib.checkpoint_dir(workdir), options=options,
                                item_names=("state", "meta"))
 
 
+def open_steps(workdir) -> tuple[ocp.CheckpointManager, list[int]]:
+  """A read-only manager of a workdir and its steps; FileNotFoundError when it has none."""
+  directory = workdir_lib.checkpoint_dir(workdir)
+  if not epath.Path(directory).is_dir():
+    raise FileNotFoundError(f"no checkpoints in {workdir}: {directory} does not exist")
+  manager = create_manager(workdir, read_only=True)
+  steps = sorted(manager.all_steps())
+  if not steps:
+    manager.close()
+    raise FileNotFoundError(f"no checkpoints in {directory}")
+  return manager, steps
+
+
+def resolve_step(manager: ocp.CheckpointManager, steps: Sequence[int], step: int | str) -> int:
+  """'latest', 'best' (lowest validation top-1 error) or a step number -> a saved step."""
+  where, available = manager.directory, ", ".join(map(str, steps))
+  if isinstance(step, str) and step.strip().isdigit():
+    step = int(step)
+  if isinstance(step, (int, np.integer)) and not isinstance(step, bool):
+    if step not in steps:
+      raise ValueError(f"no checkpoint for step {step} in {where}; available steps: {available}")
+    return int(step)
+  if step == "latest":
+    return steps[-1]
+  if step == "best":   # orbax's, from the metrics each save recorded
+    best = manager.best_step()
+    if best is None:
+      raise ValueError(f"no checkpoint in {where} has a recorded validation error, so none is "
+                       f"'best'; available steps: {available}")
+    return best
+  raise ValueError(f"step must be 'latest', 'best' or a step number, got {step!r}")
+
+
 def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict,
-         metrics: dict | None = None) -> None:
-  """Writes step `step`; raises OSError with the directory named if it cannot."""
+         metrics: dict | None = None, run: dict | None = None) -> None:
+  """Writes step `step`, with `run` (run.json's record) in its metadata; raises OSError
+  with the directory named if it cannot."""
   items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
   try:
-    manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+    manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True,
+                 custom_metadata={RUN: run} if run else None)
     manager.wait_until_finished()
   except Exception as e:  # orbax wraps I/O errors in several types
     raise OSError(f"could not write checkpoint {step} in {manager.directory}: "
                   f"{messages.one_line(e, 300)}") from e
 
 
-def _leaf_shapes(tree) -> dict[str, tuple]:
+def stored_run(manager: ocp.CheckpointManager, step: int) -> dict | None:
+  """The run.json record saved with `step`; None for a checkpoint written before steps
+  carried one, or whose metadata cannot be read."""
+  try:
+    run = (manager.metadata(step).custom_metadata or {}).get(RUN)
+  except Exception:  # pylint: disable=broad-except  # a damaged step: orbax raises several types
+    return None
+  return run if isinstance(run, dict) and isinstance(run.get("config"), dict) else None
+
+
+# ------------------------------------------------------------------------ shapes
+
+def abstract_params(model_cfg, image_size: int) -> Any:
+  """The model's parameters as ShapeDtypeStructs: what a checkpoint's are compared with."""
+  model = models.create_model(model_cfg, image_size)
+  return jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((1, image_size, image_size, 3)))["params"])
+
+
+def leaf_shapes(tree) -> dict[str, tuple]:
+  """'conv1/kernel' (or 'params/conv1/kernel' in a state) -> shape."""
   return {jax.tree_util.keystr(path, simple=True, separator="/"): tuple(leaf.shape)
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
-def _check_fits(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
-  """Mismatch naming the first array that differs, when the checkpoint's own metadata
-  (readable even where its arrays are not) describes another state; OSError when the
-  metadata itself is gone."""
+def stored_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
+  """The shapes of the state saved at `step`, from its metadata (readable even where its
+  arrays are not); OSError when the metadata itself is gone."""
   try:
-    stored = _leaf_shapes(ocp.StandardCheckpointHandler().metadata(
-        epath.Path(manager.directory) / str(step) / "state"))
+    return leaf_shapes(ocp.StandardCheckpointHandler().metadata(
+        epath.Path(manager.directory) / str(step) / "state").tree)
   except Exception as e:  # a missing or damaged folder: orbax raises several types
     raise OSError(messages.one_line(e, 300)) from e
-  wanted = _leaf_shapes(abstract_state)
-  for name in sorted(set(stored) | set(wanted)):
-    if stored.get(name) != wanted.get(name):
-      have = stored.get(name, "nothing")
-      raise Mismatch(
-          f"checkpoint {step} in {manager.directory} does not fit this configuration: "
-          f"{name} is {have} there and {wanted.get(name, 'absent')} here (a different "
-          "model or optimiser wrote it); use a new workdir")
+
+
+def differences(there: dict[str, tuple], here: dict[str, tuple]
+                ) -> list[tuple[str, tuple | None, tuple | None]]:
+  """(name, shape there, shape here) of every array that differs, by name; None where it
+  is absent. The one comparison of checkpoints, imported weights and models."""
+  return [(name, there.get(name), here.get(name)) for name in sorted(set(there) | set(here))
+          if there.get(name) != here.get(name)]
+
+
+def describe(difference: tuple, there: str = "the checkpoint",
+             here: str = "this config's model") -> str:
+  """One difference from `differences` in words, naming its layer."""
+  name, a, b = difference
+  layer = _layer(name)
+  if a is None:
+    return f"layer {layer} ({name}) is in {here} but not in {there}"
+  if b is None:
+    return f"layer {layer} ({name}) is in {there} but not in {here}"
+  return f"layer {layer}: {name} has shape {a} in {there} but {b} in {here}"
+
+
+def _layer(name: str) -> str:
+  parts = name.split("/")
+  return parts[-2] if len(parts) > 1 else parts[0]
+
+
+def _check_fits(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> None:
+  """Mismatch naming the first array that differs, when the checkpoint's own metadata
+  describes another state; OSError when the metadata itself is gone."""
+  found = differences(stored_shapes(manager, step), leaf_shapes(abstract_state))
+  if found:
+    raise Mismatch(f"checkpoint {step} in {manager.directory} does not fit this "
+                   f"configuration: {describe(found[0])} (a different model or optimiser "
+                   "wrote it); use a new workdir")
+
+
+@contextlib.contextmanager
+def readable(manager: ocp.CheckpointManager, step: int, steps: Sequence[int]):
+  """Reading a checkpoint whose files are damaged or missing (orbax and tensorstore raise
+  many types, with pages of detail) is a ValueError of one line naming it."""
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    others = ", ".join(str(s) for s in steps if s != step) or "none"
+    raise ValueError(f"checkpoint {step} in {manager.directory} cannot be read: it is "
+                     f"damaged or incomplete ({type(e).__name__}: {messages.one_line(e, 200)}); other "
+                     f"steps: {others} (--step)") from e
+
+
+def restore_params(manager: ocp.CheckpointManager, step: int, target: Any) -> Any:
+  """The parameters named in `target` (ShapeDtypeStructs with shardings, a subset of the
+  checkpoint's) read from `step`, and nothing else: no optimiser state."""
+  target = {"params": target}
+  out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+      partial_restore=True)))
+  return out["state"]["params"]
 
 
 def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any

@@ -15,6 +15,7 @@ import os
 from absl import logging
 
 from alexnet_jax import augment, loader
+from alexnet_jax import workdir as workdir_lib
 
 NAMES = ("prepared", "tfds", "shapes")
 
@@ -40,7 +41,7 @@ def resolve(cfg, workdir: str):
 
 
 def _shapes_root(workdir: str, cfg) -> str:
-  if "://" not in str(workdir):
+  if not workdir_lib.is_url(workdir):
     return os.path.join(workdir, "shapes")
   size = augment.square_size(cfg.data)
   return os.path.join(os.path.expanduser("~/.cache/alexnet_jax"),

@@ -109,7 +109,7 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
   (the first `keep_images` centre crops, for display), 'layer': the sown name}.
   """
   cfg = restored.cfg
-  data_cfg = restored.data_config(data_dir)
+  data_cfg = restored.data_config(data_dir, split)
   layer = layer_name(cfg.model, layer) if layer else feature_layer(cfg.model)
   fn = make_feature_fn(restored, layer)
   feats, labels, images = [], [], []
@@ -207,7 +207,7 @@ def neighbour_grid(restored: Restored, query: dict, train: dict, train_split: st
   nearest examples of `train` (from `extract`); writes the PNG, returns (indices, distances)."""
   k = min(queries, len(query["images"]))
   idx, dist = nearest(query["features"][:k], train["features"], neighbours)
-  data_cfg = restored.data_config(data_dir)
+  data_cfg = restored.data_config(data_dir, train_split)
   flat = images_at(data_cfg, train_split, idx.reshape(-1))
   names = readable_names(restored.class_names)
   save_grid(path, query["images"][:k], flat.reshape(*idx.shape, *flat.shape[1:]),

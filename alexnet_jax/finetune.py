@@ -1,11 +1,12 @@
 """Fine-tuning: a run that starts from another workdir's parameters, with layers frozen.
 
 `init_from` = '<workdir>' or '<workdir>:<step>' (a step number, 'latest' or 'best'): any
-workdir that training or `launch.import_weights` wrote. Parameters are restored by name
-(conv1 ... fc8) onto the new run's mesh. The classifier, fc8, is initialised afresh (the
-config's init_scheme) when its number of classes differs; every other difference in shape
-or in the set of layers is a one-line error naming the layer. The optimiser starts afresh:
-momentum at zero, the step at 0. Only a fresh run reads init_from: a workdir that holds
+workdir that training or `launch.import_weights` wrote, a folder or a `gs://` URL.
+Parameters are restored by name (conv1 ... fc8) onto the new run's mesh, through
+checkpoint.py's partial restore. The classifier, fc8, is initialised afresh (the config's
+init_scheme) when its number of classes differs; every other difference in shape or in the
+set of layers is a one-line error naming the layer. The optimiser starts afresh: momentum
+at zero, the step at 0. Only a fresh run reads init_from: a workdir that holds
 checkpoints resumes from its own.
 
 `freeze` = layer names, e.g. ('conv1', 'conv2'): their parameters get no update and no
@@ -15,17 +16,15 @@ restored.
 from __future__ import annotations
 
 import functools
-import os
 from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
 import optax
-import orbax.checkpoint as ocp
 from absl import logging
 from flax import traverse_util
 
-from alexnet_jax import inference
+from alexnet_jax import checkpoint, run_info
 from alexnet_jax import workdir as workdir_lib
 
 _INPUT_FIELDS = ("input_scale", "mean", "std", "image_size", "resize_size")
@@ -48,48 +47,42 @@ def _classifier(names: Sequence[str]) -> str:
 
 def restore_params(cfg: ml_collections.ConfigDict, params: Any) -> Any:
   """`params` (a fresh init, sharded for this run) with every layer restored from
-  cfg.init_from, except a classifier whose number of classes differs.
+  cfg.init_from (a folder or a URL), except a classifier whose number of classes differs.
 
   Raises:
     FileNotFoundError: init_from is not a workdir with checkpoints.
     ValueError: no such step; a layer missing on either side or of another shape.
   """
   source, step = parse_init_from(str(cfg.init_from))
-  source = os.path.abspath(os.path.expanduser(source))
-  info = workdir_lib.read_run_info(source)
-  manager, steps = inference._manager(source)  # pylint: disable=protected-access
-  step = inference.resolve_step(source, manager, steps, step)
-  saved = inference._saved_param_shapes(manager, step)  # pylint: disable=protected-access
-  flat = traverse_util.flatten_dict(params, sep="/")
-  where = f"init_from {source} (checkpoint {step})"
-  classifier = _classifier(flat)
-  kept, fresh = [], {}
-  for name in sorted(set(flat) | set(saved)):
-    layer = name.split("/")[0]
-    if name not in saved:
-      raise ValueError(f"{where}: layer {layer} ({name}) is in this config's model but not "
-                       "in the checkpoint")
-    if name not in flat:
-      raise ValueError(f"{where}: layer {layer} ({name}) is in the checkpoint but not in "
-                       "this config's model")
-    here, there = tuple(flat[name].shape), saved[name]
-    if here == there:
-      kept.append(name)
-    elif layer == classifier and here[:-1] == there[:-1]:   # another number of classes
-      fresh[layer] = f"{there[-1]} classes there, {here[-1]} here"
-    else:
-      raise ValueError(f"{where}: layer {layer}: {name} has shape {there} in the checkpoint "
-                       f"but {here} in this config's model")
-  target = traverse_util.unflatten_dict({
-      k: jax.ShapeDtypeStruct(flat[k].shape, flat[k].dtype, sharding=flat[k].sharding)
-      for k in kept}, sep="/")
-  target = {"params": target}
-  out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-      item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-      partial_restore=True)))
-  restored = traverse_util.flatten_dict(out["state"]["params"], sep="/")
-  layers = sorted({k.split("/")[0] for k in kept}, key=list(dict.fromkeys(
-      k.split("/")[0] for k in flat)).index)
+  source = str(workdir_lib.resolve(source))
+  info = run_info.read(source)
+  manager, steps = checkpoint.open_steps(source)
+  try:
+    step = checkpoint.resolve_step(manager, steps, step)
+    where = f"init_from {source} (checkpoint {step})"
+    with checkpoint.readable(manager, step, steps):
+      saved = checkpoint.stored_shapes(manager, step)
+    saved = {k.removeprefix("params/"): v for k, v in saved.items() if k.startswith("params/")}
+    flat = traverse_util.flatten_dict(params, sep="/")
+    classifier = _classifier(flat)
+    fresh = {}
+    for difference in checkpoint.differences(saved, checkpoint.leaf_shapes(params)):
+      name, there, here = difference
+      if (name.split("/")[0] == classifier and there and here
+          and here[:-1] == there[:-1]):   # another number of classes
+        fresh[classifier] = f"{there[-1]} classes there, {here[-1]} here"
+      else:
+        raise ValueError(f"{where}: {checkpoint.describe(difference)}")
+    kept = [k for k in flat if k.split("/")[0] not in fresh]
+    target = traverse_util.unflatten_dict({
+        k: jax.ShapeDtypeStruct(flat[k].shape, flat[k].dtype, sharding=flat[k].sharding)
+        for k in kept}, sep="/")
+    with checkpoint.readable(manager, step, steps):
+      restored = traverse_util.flatten_dict(checkpoint.restore_params(manager, step, target),
+                                            sep="/")
+  finally:
+    manager.close()
+  layers = list(dict.fromkeys(k.split("/")[0] for k in kept))
   logging.info("%s: kept %s; not kept: %s", where, ", ".join(layers),
                "; ".join(f"{l} (re-initialised: {why})" for l, why in fresh.items()) or "none")
   _warn_about_input(info.get("config", {}).get("data", {}), cfg.data, source)

@@ -4,7 +4,8 @@ A workdir that `train.train_and_evaluate` wrote holds `run.json` (the resolved c
 code revision and the class names) and `checkpoints/<step>/`. `load` rebuilds the model for
 this process's devices, whatever mesh trained it: the parameter layout on disk is the same
 for every mesh (see sharding.py), so only the target shardings change. Only the parameters
-are read, not the optimiser state.
+are read, not the optimiser state. run.json is read through run_info.py (a lost or damaged
+one is taken from the checkpoint) and the checkpoint through checkpoint.py.
 
 Predictions see an image as training saw it: the §2 square that `launch.prepare` makes
 (shorter side to augment.square_size, central crop; records.square), then on the
@@ -18,7 +19,6 @@ reduced scale (DCT scaling), so that an 8000x8000 photo needs no gigabytes.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import io
@@ -34,13 +34,11 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from flax import traverse_util
 from PIL import Image, ImageFile
 
-from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, models, records,
+from alexnet_jax import (augment, checkpoint, evaluation, imagenet, loader, records, run_info,
                          sharding)
 from alexnet_jax import data as data_lib
 from alexnet_jax import messages
@@ -72,14 +70,17 @@ class Restored:
   def put(self, batch: dict) -> dict:
     return sharding.put_batch(self.batch_sharding, batch)
 
-  def data_config(self, data_dir: str | None = None):
-    """The run's `data` config, reading `data_dir` instead when given; ValueError when its
-    classes are not the ones this checkpoint was trained on."""
+  def data_config(self, data_dir: str | None = None, split: str | None = None):
+    """The run's `data` config, reading `data_dir` instead when given; ValueError when the
+    classes of its `split` (default: the run's train split) are not the ones this
+    checkpoint was trained on. Only `split` is opened: a test set need not have the run's
+    train split."""
     data_cfg = self.cfg.data.copy_and_resolve_references()
     if data_dir:
       data_cfg.data_dir = data_dir
-    check_data_classes(self, data_cfg)
-    data_lib.log_resize(data_cfg, loader.open_split(data_cfg, data_cfg.train_split).image_size)
+    opened = loader.open_split(data_cfg, split or data_cfg.train_split)
+    check_data_classes(self, data_cfg, list(opened.info["class_names"]))
+    data_lib.log_resize(data_cfg, opened.image_size)
     return data_cfg
 
 
@@ -92,73 +93,10 @@ def _tuples(tree):
   return tree
 
 
-def _manager(workdir: str) -> tuple[ocp.CheckpointManager, list[int]]:
-  directory = workdir_lib.checkpoint_dir(workdir)
-  if not epath.Path(directory).is_dir():
-    raise FileNotFoundError(f"no checkpoints in {workdir}: {directory} does not exist")
-  manager = checkpoint.create_manager(workdir, read_only=True)
-  steps = sorted(manager.all_steps())
-  if not steps:
-    raise FileNotFoundError(f"no checkpoints in {directory}")
-  return manager, steps
-
-
-def resolve_step(workdir: str, manager: ocp.CheckpointManager, steps: Sequence[int],
-                 step: int | str) -> int:
-  """'latest', 'best' (lowest validation top-1 error) or a step number -> a saved step."""
-  where = workdir_lib.checkpoint_dir(workdir)
-  available = ", ".join(map(str, steps))
-  if isinstance(step, str) and step.strip().isdigit():
-    step = int(step)
-  if isinstance(step, (int, np.integer)) and not isinstance(step, bool):
-    if step not in steps:
-      raise ValueError(f"no checkpoint for step {step} in {where}; available steps: {available}")
-    return int(step)
-  if step == "latest":
-    return steps[-1]
-  if step == "best":   # orbax's, from the metrics each save recorded (checkpoint.py)
-    best = manager.best_step()
-    if best is None:
-      raise ValueError(f"no checkpoint in {where} has a recorded validation error, so none is "
-                       f"'best'; available steps: {available}")
-    return best
-  raise ValueError(f"step must be 'latest', 'best' or a step number, got {step!r}")
-
-
-def _saved_param_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]:
-  path = epath.Path(manager.directory) / str(step) / "state"
-  tree = ocp.StandardCheckpointHandler().metadata(path).tree
-  if not isinstance(tree, dict) or "params" not in tree:
-    raise ValueError(f"checkpoint {step} in {manager.directory} holds no 'params'")
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree["params"], sep="/").items()}
-
-
-@contextlib.contextmanager
-def _readable(manager: ocp.CheckpointManager, step: int, steps: Sequence[int]):
-  """Reading a checkpoint whose files are damaged or missing (orbax and tensorstore raise
-  many types, with pages of detail) is a ValueError of one line naming it."""
-  try:
-    yield
-  except Exception as e:  # pylint: disable=broad-except
-    detail = messages.one_line(e, 200)
-    others = ", ".join(str(s) for s in steps if s != step) or "none"
-    raise ValueError(f"checkpoint {step} in {manager.directory} cannot be read: it is "
-                     f"damaged or incomplete ({type(e).__name__}: {detail}); other steps: "
-                     f"{others} (--step)") from e
-
-
 def check_param_shapes(saved: dict[str, tuple], expected: dict[str, tuple], what: str) -> None:
-  """ValueError naming the layers where a checkpoint and a config's model differ."""
-  problems = []
-  for name in sorted(set(saved) | set(expected), key=lambda n: (n.split("/")[0], n)):
-    layer = name.split("/")[0]
-    if name not in saved:
-      problems.append(f"layer {layer} ({name}) is in the config's model but not in the checkpoint")
-    elif name not in expected:
-      problems.append(f"layer {layer} ({name}) is in the checkpoint but not in the config's model")
-    elif saved[name] != expected[name]:
-      problems.append(f"layer {layer}: {name} has shape {saved[name]} in the checkpoint but "
-                      f"{expected[name]} in the config's model")
+  """ValueError naming the layers where a checkpoint and run.json's model differ."""
+  problems = [checkpoint.describe(d, here="the config's model")
+              for d in checkpoint.differences(saved, expected)]
   if problems:
     more = f" (and {len(problems) - 3} more differences)" if len(problems) > 3 else ""
     raise ValueError(f"{what} does not match run.json's model: {'; '.join(problems[:3])}{more}")
@@ -195,29 +133,27 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
     ValueError: no such step; a checkpoint that does not fit run.json's model.
   """
   workdir = str(workdir_lib.resolve(workdir))
-  info = workdir_lib.read_run_info(workdir)
-  manager, steps = _manager(workdir)
-  step = resolve_step(workdir, manager, steps, step)
-  devices = list(jax.local_devices() if devices is None else devices)
-  cfg = local_config(ml_collections.ConfigDict(_tuples(info["config"])), len(devices),
-                     mesh_shape, batch_size)
-  mesh = sharding.make_mesh(cfg, devices)
-  size = cfg.data.image_size
-  model = models.create_model(cfg.model, size)   # the parameters' shapes; no optimiser
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                             jnp.zeros((1, size, size, 3)))["params"])
-  param_shardings = sharding.param_shardings(mesh, shapes)
-  abstract = checkpoint.abstract(shapes, param_shardings)
-  expected = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(abstract, sep="/").items()}
-  target = {"params": abstract}
+  info = run_info.read(workdir)
+  manager, steps = checkpoint.open_steps(workdir)
   try:
-    with _readable(manager, step, steps):
-      saved = _saved_param_shapes(manager, step)
-    check_param_shapes(saved, expected, f"checkpoint {step} in {manager.directory}")
-    with _readable(manager, step, steps):
-      out = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-          item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
-          partial_restore=True)))
+    step = checkpoint.resolve_step(manager, steps, step)
+    devices = list(jax.local_devices() if devices is None else devices)
+    cfg = local_config(ml_collections.ConfigDict(_tuples(info["config"])), len(devices),
+                       mesh_shape, batch_size)
+    mesh = sharding.make_mesh(cfg, devices)
+    size = cfg.data.image_size
+    shapes = checkpoint.abstract_params(cfg.model, size)   # no optimiser
+    param_shardings = sharding.param_shardings(mesh, shapes)
+    with checkpoint.readable(manager, step, steps):
+      saved = checkpoint.stored_shapes(manager, step)
+    if not any(k.startswith("params/") for k in saved):
+      raise ValueError(f"checkpoint {step} in {manager.directory} holds no 'params'")
+    saved = {k.removeprefix("params/"): v for k, v in saved.items() if k.startswith("params/")}
+    check_param_shapes(saved, checkpoint.leaf_shapes(shapes),
+                       f"checkpoint {step} in {manager.directory}")
+    with checkpoint.readable(manager, step, steps):
+      params = checkpoint.restore_params(manager, step,
+                                         checkpoint.abstract(shapes, param_shardings))
   finally:
     manager.close()   # its threads done before the process ends, whatever happened
   names = list(info.get("class_names") or [])
@@ -231,7 +167,7 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
   evaluator = evaluation.Evaluator(apply_fn, cfg.data, param_shardings, batch_sharding,
                                    sharding.replicated(mesh),
                                    functools.partial(sharding.put_batch, batch_sharding))
-  return Restored(workdir, step, cfg, out["state"]["params"], names, mesh, apply_fn,
+  return Restored(workdir, step, cfg, params, names, mesh, apply_fn,
                   evaluator, str(info.get("revision", "unknown")))
 
 
@@ -256,7 +192,7 @@ def printable(path: str) -> str:
 
 def _read(path: str, name: str) -> bytes:
   try:
-    if "://" in path:   # gs://, s3://, ...: etils' file systems
+    if workdir_lib.is_url(path):   # gs://, s3://, ...: etils' file systems
       return epath.Path(path).read_bytes()
     with open(path, "rb") as f:   # any local name, including bytes that are not UTF-8
       return f.read()
@@ -409,7 +345,7 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   batches. Logs progress every `log_every` batches.
   """
   cfg = restored.cfg
-  data_cfg = restored.data_config(data_dir)
+  data_cfg = restored.data_config(data_dir, split)
   num = loader.num_examples(data_cfg, split)
   total = loader.num_eval_batches(num, cfg.batch_size)
   logging.info("evaluating checkpoint %d on %s (%d examples, %d batches of %d%s)",
@@ -429,10 +365,11 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   }
 
 
-def check_data_classes(restored: Restored, data_cfg) -> None:
-  """ValueError when a dataset's classes are not the ones the checkpoint was trained on
-  (the same names in the same order), so that labels mean the same thing."""
-  names = loader.class_names(data_cfg)
+def check_data_classes(restored: Restored, data_cfg, names: list[str] | None = None) -> None:
+  """ValueError when a dataset's classes (`names`, default its train split's) are not the
+  ones the checkpoint was trained on (the same names in the same order), so that labels
+  mean the same thing."""
+  names = loader.class_names(data_cfg) if names is None else names
   if names == list(restored.class_names):
     return
   missing = [c for c in restored.class_names if c not in names]

@@ -1,5 +1,12 @@
-"""A warning for a run that has not started to learn: its training loss has stayed at
-chance, within 1% of ln(num_classes), for a long stretch.
+"""Plateaus: of the validation error, where §5 divides the learning rate by 10, and of the
+training loss at chance, which gets a warning.
+
+`after_evaluation` is the §5 rule's bookkeeping (the best error and the count of
+evaluations without improvement, which the checkpoint's `meta` carries across a resume);
+train.py applies the division.
+
+`ChanceLoss` warns about a run that has not started to learn: its training loss has stayed
+at chance, within 1% of ln(num_classes), for a long stretch.
 
 With the paper's init (§5: N(0, 0.01) weights, biases of 1 in conv2, conv4, conv5, fc6 and
 fc7) a narrow net's loss can sit at ln(num_classes) for good: on Imagenette's `cpu` net
@@ -17,6 +24,18 @@ from absl import logging
 TOLERANCE = 0.01     # "at chance": within 1% of ln(num_classes)
 MIN_STEPS = 1000     # how long the loss must stay there before the warning
 README_SECTION = "Results, \"The paper's initialisation\""
+
+
+def after_evaluation(meta: dict, error: float, patience: int) -> tuple[dict, bool]:
+  """(meta updated with this evaluation's `error`, whether to divide the learning rate):
+  yes at the `patience`-th evaluation in a row that does not beat the best."""
+  best = meta["best_eval_error"]
+  if best is None or error < best:
+    return {**meta, "best_eval_error": error, "bad_evals": 0}, False
+  bad = meta["bad_evals"] + 1
+  if bad < patience:
+    return {**meta, "bad_evals": bad}, False
+  return {**meta, "bad_evals": 0}, True
 
 
 class ChanceLoss:

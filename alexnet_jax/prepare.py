@@ -461,8 +461,8 @@ def _check_out(source: str, out: str) -> None:
   """ValueError for a folder source that does not exist, or an `out` that is that folder
   or inside it (its shards would be read as a split on the next run); OSError when `out`
   cannot be written."""
-  if "://" in out:
-    raise ValueError(f"--out {out}: launch.prepare writes to a local folder; prepare there, "
+  if workdir_lib.is_url(out):   # else os.makedirs would make a local ./gs:/ folder
+    raise ValueError(f"--out {out}: launch.prepare writes a local folder; prepare there, "
                      "then copy it to the bucket (gcloud storage cp -r) and train with "
                      "--config.data.data_dir=<the bucket's copy>")
   if source.startswith(ilsvrc.PREFIX):

@@ -30,22 +30,14 @@ operator that is not mapped, a layer order or attribute that is not bvlc_alexnet
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import re
-import shutil
-import zipfile
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from absl import logging
-from flax import traverse_util
 
-from alexnet_jax import checkpoint, imagenet, models, state_dict, train
+from alexnet_jax import checkpoint, imagenet, models, run_info, state_dict
 from alexnet_jax import workdir as workdir_lib
 
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
@@ -57,11 +49,7 @@ TORCHVISION_MODULES = dict(zip(CONVS + FCS, (
 
 def param_shapes(cfg: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
   """'conv1/kernel' -> shape, of the model that `cfg` describes."""
-  size = int(cfg.data.image_size)
-  model = models.create_model(cfg.model, size)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
-                                             jnp.zeros((1, size, size, 3)))["params"])
-  return {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(shapes, sep="/").items()}
+  return checkpoint.leaf_shapes(checkpoint.abstract_params(cfg.model, int(cfg.data.image_size)))
 
 
 def _conv_kernel(w: np.ndarray) -> np.ndarray:
@@ -78,12 +66,10 @@ def _fc6_kernel(w: np.ndarray, channels: int) -> np.ndarray:
 
 def _check(params: dict, cfg, what: str) -> None:
   """ValueError naming the first layer whose mapped shape is not the model's."""
-  expected = param_shapes(cfg)
-  got = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(params, sep="/").items()}
-  for name in sorted(expected):
-    if got.get(name) != expected[name]:
-      raise ValueError(f"{what}: layer {name.split('/')[0]} would get {name} of shape "
-                       f"{got.get(name)}, the model needs {expected[name]}")
+  found = checkpoint.differences(checkpoint.leaf_shapes(params), param_shapes(cfg))
+  if found:
+    raise ValueError(f"{what}: " + checkpoint.describe(found[0], there="the mapped weights",
+                                                       here="the model"))
 
 
 # --------------------------------------------------------------------------- torchvision
@@ -270,11 +256,9 @@ def import_onnx(path: str, cfg: ml_collections.ConfigDict):
 
 
 def guess_format(path: str) -> str:
-  """'torchvision' for a file that torch.save wrote (a zip archive, or a pickle: PyTorch's
-  pre-1.6 format), else 'onnx'. OSError when it cannot be read."""
-  with open(path, "rb") as f:
-    head = f.read(2)
-  return "torchvision" if zipfile.is_zipfile(path) or head[:1] == b"\x80" else "onnx"
+  """'torchvision' for a file that torch.save wrote (a zip archive, even one cut short, or
+  a pickle: PyTorch's pre-1.6 format), else 'onnx'. OSError when it cannot be read."""
+  return "torchvision" if state_dict.is_torch_file(path) else "onnx"
 
 
 # ------------------------------------------------------------------------------ workdirs
@@ -287,37 +271,60 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
+def trained_steps(workdir) -> list[int]:
+  """The checkpoints of `workdir` that training wrote: every step but 0, which only an
+  import writes (training saves after its first step)."""
+  if not (workdir_lib.resolve(workdir) / workdir_lib.CHECKPOINTS).is_dir():
+    return []
+  manager = checkpoint.create_manager(workdir, read_only=True)
+  try:
+    return [s for s in sorted(manager.all_steps()) if s > 0]
+  finally:
+    manager.close()
+
+
 def write_workdir(workdir: str, cfg: ml_collections.ConfigDict, params: dict, source: str,
-                  kind: str, overwrite: bool = False) -> str:
-  """An imported net as a workdir: run.json (config, class names, where it came from) and
-  checkpoint 0 (the parameters). An existing non-empty workdir is refused unless
-  `overwrite`, which replaces run.json, checkpoints/ and metrics.jsonl (other files stay)."""
-  workdir = os.path.abspath(os.path.expanduser(workdir))
-  if os.path.isdir(workdir) and os.listdir(workdir):
-    if not overwrite:
-      held = ", ".join(sorted(os.listdir(workdir))[:4])
-      raise ValueError(f"workdir {workdir} is not empty ({held}); pass --overwrite to "
-                       "replace its run.json and checkpoints")
-    for name in (workdir_lib.RUN_INFO, workdir_lib.METRICS):
-      if os.path.exists(os.path.join(workdir, name)):
-        os.remove(os.path.join(workdir, name))
-    shutil.rmtree(workdir_lib.checkpoint_dir(workdir), ignore_errors=True)
-  os.makedirs(workdir, exist_ok=True)
+                  kind: str, overwrite: bool = False, overwrite_trained: bool = False) -> str:
+  """An imported net as a workdir (a folder or a URL): run.json (config, class names, where
+  it came from) and checkpoint 0 (the parameters).
+
+  An existing non-empty workdir is refused unless `overwrite`, which replaces run.json,
+  checkpoints/ and metrics.jsonl (other files stay). The workdir's lock is taken before
+  anything is looked at or deleted, so a running trainer's workdir is refused untouched
+  (WorkdirBusy). Checkpoints that training wrote are days of work that a re-import does not
+  give back: deleting them needs `overwrite_trained` too, and the refusal names them.
+  """
+  root = workdir_lib.resolve(workdir)
   n = int(cfg.model.num_classes)
   names = imagenet.synsets() if n == 1000 else [str(i) for i in range(n)]
   if n != 1000:
     logging.warning("%s has %d classes, not ImageNet's 1000: class names are their numbers",
                     source, n)
-  revision = train._code_revision()  # pylint: disable=protected-access
-  with workdir_lib.lock(workdir):
-    manager = ocp.CheckpointManager(   # one step, no metrics: checkpoint.py's policies idle
-        workdir_lib.checkpoint_dir(workdir), item_names=("state", "meta"),
-        options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False))
-    checkpoint.save(manager, 0, {"step": np.zeros((), np.int32), "params": params},
-                    {"imported_from": kind, "file": os.path.abspath(source)})
-    manager.close()
-    workdir_lib.write_run_info(workdir, {
-        "config": json.loads(cfg.to_json_best_effort()), "revision": revision,
-        "class_names": names, "imported_from": {
-            "kind": kind, "file": os.path.abspath(source), "sha256": _sha256(source)}})
-  return workdir
+  file = str(workdir_lib.resolve(source))
+  info = run_info.make(cfg, names, imported_from={
+      "kind": kind, "file": file, "sha256": _sha256(source)})
+  root.mkdir(parents=True, exist_ok=True)
+  with workdir_lib.lock(root):
+    held = sorted(p.name for p in root.iterdir() if p.name != workdir_lib.LOCK_FILE)
+    if held and not overwrite:
+      raise ValueError(f"workdir {root} is not empty ({', '.join(held[:4])}); pass "
+                       "--overwrite to replace its run.json and checkpoints")
+    trained = trained_steps(root)
+    if trained and not overwrite_trained:
+      raise ValueError(
+          f"workdir {root} holds checkpoints that training wrote (steps "
+          f"{', '.join(map(str, trained))}); --overwrite would delete them: pass "
+          "--overwrite_trained as well to do so, or import into a new workdir")
+    for name in (workdir_lib.RUN_INFO, workdir_lib.METRICS):
+      if (root / name).exists():
+        (root / name).unlink()
+    if (root / workdir_lib.CHECKPOINTS).exists():
+      (root / workdir_lib.CHECKPOINTS).rmtree()
+    manager = checkpoint.create_manager(root)
+    try:
+      checkpoint.save(manager, 0, {"step": np.zeros((), np.int32), "params": params},
+                      {"imported_from": kind, "file": file}, run=info)
+    finally:
+      manager.close()
+    run_info.write(root, info)
+  return str(root)

@@ -137,6 +137,21 @@ def _read_legacy(f, path: str):
   return obj
 
 
+ZIP_MAGIC = b"PK\x03\x04"   # a zip archive's first bytes, still there when its end is cut off
+PICKLE_MAGIC = b"\x80"       # pickle protocol 2+: PyTorch's pre-1.6 format
+
+
+def _head(path: str) -> bytes:
+  with open(path, "rb") as f:
+    return f.read(len(ZIP_MAGIC))
+
+
+def is_torch_file(path: str) -> bool:
+  """Whether `path` starts as a file that torch.save wrote (zip or pickle), even when it is
+  cut short; OSError when it cannot be read."""
+  return _head(path).startswith((ZIP_MAGIC, PICKLE_MAGIC))
+
+
 def read(path: str) -> dict[str, np.ndarray]:
   """The arrays of a `torch.save(model.state_dict(), path)` file, by name.
 
@@ -149,6 +164,10 @@ def read(path: str) -> dict[str, np.ndarray]:
     if zipfile.is_zipfile(path):
       with zipfile.ZipFile(path) as archive:
         obj = _read_zip(archive, path)
+    elif _head(path).startswith(ZIP_MAGIC):   # a zip without its end: zipfile says no zip
+      raise NotAStateDict(f"{path}: a damaged PyTorch archive: it starts as the zip file that "
+                          "torch.save writes but its end is missing or corrupt (cut short "
+                          "by a download or a copy?); fetch or save it again")
     else:
       with open(path, "rb") as f:
         obj = _read_legacy(f, path)

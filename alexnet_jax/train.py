@@ -13,11 +13,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import json
 import math
-import os
 import signal
-import subprocess
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -28,11 +25,11 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
-from flax import struct, traverse_util
+from flax import struct
 from jax.experimental import multihost_utils
 
 from alexnet_jax import (augment, checkpoint, data, dispatch, evaluation, events, finetune,
-                         loader, models, plateau, sharding)
+                         loader, models, plateau, run_info, sharding)
 from alexnet_jax import distributed
 from alexnet_jax import workdir as workdir_lib
 
@@ -194,66 +191,6 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
 
 # --------------------------------------------------------------------------- the loop
 
-def _code_revision() -> str:
-  try:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return subprocess.run(["git", "-C", root, "rev-parse", "HEAD"], capture_output=True,
-                          text=True, timeout=10).stdout.strip() or "unknown"
-  except (OSError, subprocess.SubprocessError):
-    return "unknown"
-
-
-# Fields that a rerun may change on a resume, with `allow_changes` (launch.train
-# --resume_with_changes): how long, how often, and where the same data is read from.
-CHANGEABLE_ON_RESUME = ("num_epochs", "num_train_steps", "log_every_steps",
-                        "eval_every_steps", "eval_batches", "checkpoint_every_steps",
-                        "keep_checkpoints", "data.workers", "data.prefetch_thread",
-                        "data.data_dir")
-
-
-def run_info(cfg, class_names: list[str]) -> dict:
-  """run.json: the resolved config, the code revision and the class names."""
-  return {"config": json.loads(cfg.to_json_best_effort()), "revision": _code_revision(),
-          "class_names": list(class_names)}
-
-
-def check_same_run(workdir, info: dict, allow_changes: bool = False) -> None:
-  """A workdir belongs to one config: ValueError listing the fields where `info` differs
-  from the run.json of a workdir that already holds checkpoints. With `allow_changes`,
-  differences in CHANGEABLE_ON_RESUME only are accepted (and run.json is then rewritten).
-
-  Fields that the run.json lacks were added to the code after the run began; they take
-  today's values, with a warning, so that a run resumes across an upgrade."""
-  path = workdir_lib.resolve(workdir) / workdir_lib.RUN_INFO
-  if not path.exists() or not (workdir_lib.resolve(workdir) / workdir_lib.CHECKPOINTS).exists():
-    return
-  old = workdir_lib.read_run_info(workdir)
-  before = {**traverse_util.flatten_dict(old["config"], sep="."),
-            "class_names": old.get("class_names")}
-  after = {**traverse_util.flatten_dict(info["config"], sep="."),
-           "class_names": info["class_names"]}
-  added = sorted(set(after) - set(before))
-  changed = sorted(k for k in set(before) | set(after)
-                   if k not in added and before.get(k) != after.get(k))
-  changeable = set(CHANGEABLE_ON_RESUME)
-  if after.get("schedule") == "cosine":   # its curve is laid over the run's length
-    changeable -= {"num_epochs", "num_train_steps"}
-  refused = [k for k in changed if not (allow_changes and k in changeable)]
-  if refused:
-    shown = "; ".join(f"{k}: {before.get(k, 'unset')!r} -> {after.get(k, 'unset')!r}"
-                      for k in refused[:6])
-    more = f" and {len(refused) - 6} more" if len(refused) > 6 else ""
-    hint = ("" if allow_changes or set(refused) - changeable else
-            " (pass --resume_with_changes to resume with these)")
-    raise ValueError(f"workdir {workdir_lib.resolve(workdir)} holds checkpoints of another "
-                     f"config ({path}): {shown}{more}; use a new workdir{hint}")
-  if changed:
-    logging.warning("resuming with changed fields: %s", ", ".join(changed))
-  if added:
-    logging.warning("%s predates the config fields %s; resuming with them as %s", path,
-                    ", ".join(added), ", ".join(repr(after[k]) for k in added))
-
-
 class LossIsNotFinite(RuntimeError):
   pass
 
@@ -283,8 +220,9 @@ class _Preemption:
 def train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
                        allow_changes: bool = False) -> dict:
   """Trains (resuming from the latest checkpoint in `workdir`, a folder or a gs:// URL)
-  and returns final metrics. A rerun must have the config that run.json records (see
-  `check_same_run`); nothing is written before that is checked.
+  and returns final metrics. A rerun must have the config that the workdir's checkpoints
+  were trained with (see `run_info.check_same_run`); nothing is written before that is
+  checked, and run.json and checkpoints/ only once the run has started.
 
   Process 0 holds the workdir's lock meanwhile: a second trainer on it stops at once.
   """
@@ -342,22 +280,21 @@ class _Run:
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, allow_changes: bool):
     self.cfg, self.workdir = cfg, workdir
     class_names = data.check_classes(cfg.data, cfg.model.num_classes)   # before compiling
-    info = run_info(cfg, class_names)
-    check_same_run(workdir, info, allow_changes)   # before anything is written
+    self.info = run_info.make(cfg, class_names)
+    self.is_chief = jax.process_index() == 0
+    self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
+    old = run_info.stored(workdir, bool(self.manager.all_steps()), rebuild=self.is_chief)
+    run_info.check_same_run(workdir, old, self.info, allow_changes)   # before any writing
     self.n_train = loader.num_examples(cfg.data, cfg.data.train_split)
     self.steps_per_epoch = max(1, self.n_train // cfg.batch_size)
     self.total_steps = num_train_steps(cfg, self.steps_per_epoch)
     self.trainer = Trainer(cfg, self.steps_per_epoch)
-    self.is_chief = jax.process_index() == 0
     self.chance_loss = plateau.ChanceLoss(
         cfg.model.num_classes, cfg.model.init_scheme,
         diagnose=f"python -m launch.summary --workdir={workdir} --signal={cfg.data.data_dir}")
-    self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
     self.step, self.state, self.meta = checkpoint.restore_latest(
         self.manager, self.trainer.abstract_state)
-    if self.is_chief:
-      workdir_lib.write_run_info(workdir, info)
-    self.writer = events.MetricWriter(workdir, self.steps_per_epoch, files=self.is_chief)
+    self.writer = None   # made by `start`: no files before the run has started
     feed = self.trainer.feed
     self.local_batch = cfg.batch_size // feed.count
     self.workers = data.num_workers(cfg.data)
@@ -381,8 +318,10 @@ class _Run:
         state = state.replace(params=finetune.restore_params(self.cfg, state.params))
     else:
       logging.info("resumed from checkpoint %d in %s", step, self.manager.directory)
-    if self.is_chief:
+    if self.is_chief:   # the run has started: its record and logs may be written now
+      run_info.write(self.workdir, self.info)
       workdir_lib.trim_metrics(self.workdir, step)
+    self.writer = events.MetricWriter(self.workdir, self.steps_per_epoch, files=self.is_chief)
     logging.info("training %d steps (%d per epoch, %d examples) on mesh %s, batch %d, "
                  "%d loader workers", self.total_steps, self.steps_per_epoch, self.n_train,
                  dict(self.trainer.mesh.shape), self.cfg.batch_size, self.workers)
@@ -429,13 +368,14 @@ class _Run:
       raise LossIsNotFinite(f"the evaluation loss is {eval_metrics['loss']} at step {done}; "
                             f"stopping. {_last_good(self.manager)}")
     scores = {checkpoint.EVAL_METRIC: eval_metrics["top1_error"]} if eval_metrics else None
-    checkpoint.save(self.manager, done, state, meta, scores)
+    checkpoint.save(self.manager, done, state, meta, scores, run=self.info)
     logging.info("saved checkpoint %d", done)
 
   def close(self) -> None:
     self.batches.close()
     self.manager.close()   # waits for a save still in flight
-    self.writer.close()
+    if self.writer:
+      self.writer.close()
 
 
 def _last_good(manager) -> str:
@@ -494,14 +434,12 @@ def _train_and_evaluate(cfg: ml_collections.ConfigDict, workdir: str,
 
 
 def _plateau(trainer, state, meta, error, cfg):
-  """§5: divide the learning rate by 10 when the validation error stops improving."""
-  best = meta["best_eval_error"]
-  if best is None or error < best:
-    return state, {**meta, "best_eval_error": error, "bad_evals": 0}
-  bad = meta["bad_evals"] + 1
-  if bad < cfg.plateau_patience:
-    return state, {**meta, "bad_evals": bad}
+  """§5: the learning rate divided by cfg.plateau_factor when plateau.py says the
+  validation error has stopped improving."""
+  meta, divide = plateau.after_evaluation(meta, error, cfg.plateau_patience)
+  if not divide:
+    return state, meta
   lr = float(state.opt_state.hyperparams["learning_rate"]) * cfg.plateau_factor
   logging.info("validation error has not improved for %d evaluations: learning rate -> %.3g",
-               bad, lr)
-  return trainer.set_learning_rate(state, lr), {**meta, "bad_evals": 0}
+               cfg.plateau_patience, lr)
+  return trainer.set_learning_rate(state, lr), meta

@@ -1,6 +1,6 @@
 """A training workdir's layout, its readers and writers, and its lock.
 
-    <workdir>/run.json        the resolved config, code revision and class names (train)
+    <workdir>/run.json        the resolved config, code revision and class names (run_info.py)
     <workdir>/metrics.jsonl   one JSON line per log or evaluation record (train)
     <workdir>/checkpoints/    orbax checkpoints (checkpoint.py)
     <workdir>/events.out.*    TensorBoard scalars (events.py)
@@ -9,6 +9,7 @@
     <workdir>/conv1_kernels.png   conv1's kernels, the paper's Figure 3 (launch.visualize)
     <workdir>/LOCK            the host and pid of the trainer that owns it
 
+This module owns paths: every local-or-URL decision (`is_url`, `resolve`) is made here.
 A workdir is a local folder or a cloud-storage URL (`gs://bucket/run`): every path goes
 through `etils.epath`, the library orbax itself uses, and is never made absolute when it is
 a URL. Objects on cloud storage cannot be appended to or renamed atomically, so there an
@@ -93,28 +94,6 @@ def read_json(path) -> Any | None:
   if not path.exists():
     return None
   return json.loads(path.read_text())
-
-
-def read_run_info(workdir) -> dict:
-  """run.json of a training workdir; FileNotFoundError naming the folder if it has none."""
-  workdir = resolve(workdir)
-  if not workdir.is_dir():
-    raise FileNotFoundError(f"workdir {workdir} does not exist")
-  path = workdir / RUN_INFO
-  if not path.is_file():
-    raise FileNotFoundError(f"workdir {workdir} has no run.json: not a training workdir "
-                            "(launch.train writes run.json and checkpoints/ there)")
-  try:
-    info = read_json(path)
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON: {e}") from None
-  if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
-    raise ValueError(f"{path} has no 'config' object")
-  return info
-
-
-def write_run_info(workdir, info: dict) -> None:
-  write_json_atomic(resolve(workdir) / RUN_INFO, info)
 
 
 def append_text(path, text: str) -> None:

@@ -12,7 +12,7 @@ itself; on a TPU pod pass --distributed on every host. Under SLURM a task drives
 
 SIGTERM (sent by clusters before they stop a job) saves a checkpoint at the next step and
 exits 0; rerunning the command resumes. A rerun must have the workdir's config (run.json);
---resume_with_changes also accepts changed lengths and intervals (train.CHANGEABLE_ON_RESUME).
+--resume_with_changes also accepts changed lengths and intervals (run_info.CHANGEABLE_ON_RESUME).
 """
 import jax
 from absl import flags, logging

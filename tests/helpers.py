@@ -136,3 +136,14 @@ def file_size_limit(limit: int, cmd: list[str]) -> list[str]:
   """`cmd` run so that writing past `limit` bytes into any one file fails with EFBIG, as a
   full disk fails a write (RLIMIT_FSIZE, SIGXFSZ ignored)."""
   return [sys.executable, "-c", _LIMIT_FILE_SIZE, str(limit), *cmd]
+
+
+def claim_config(workdir, cfg) -> None:
+  """Rewrites a run's run.json as if `cfg` had trained it (run.json is what the config
+  check reads first), to test what lies past that check."""
+  path = os.path.join(workdir, "run.json")
+  with open(path) as f:
+    info = json.load(f)
+  info["config"] = json.loads(cfg.to_json_best_effort())
+  with open(path, "w") as f:
+    json.dump(info, f)

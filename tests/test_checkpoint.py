@@ -28,3 +28,15 @@ def test_best_step_ties_go_to_the_later_step_and_none_without_metrics(tmp_path):
   manager = checkpoint.create_manager(str(tmp_path / "b"))
   checkpoint.save(manager, 1, {"w": jnp.zeros(1)}, {}, None)
   assert checkpoint.create_manager(str(tmp_path / "b"), read_only=True).best_step() is None
+
+
+def test_orbax_warns_neither_about_saves_without_metrics_nor_read_only_readers(tmp_path,
+                                                                               caplog):
+  """Saves between evaluations carry no metric, and predict and evaluate open workdirs
+  read-only, both on purpose: orbax's warnings about them would only alarm."""
+  manager = checkpoint.create_manager(str(tmp_path))
+  checkpoint.save(manager, 1, {"w": jnp.zeros(1)}, {}, None)
+  reader = checkpoint.create_manager(str(tmp_path), read_only=True)
+  assert reader.all_steps() == [1]
+  warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+  assert warnings == []

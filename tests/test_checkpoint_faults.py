@@ -9,6 +9,7 @@ import time
 import pytest
 
 from alexnet_jax import checkpoint, train
+import helpers
 from test_faults import _wait_for, launch_train
 from test_train import tiny_config, with_data
 
@@ -72,10 +73,11 @@ def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(two_checkp
 
 def test_a_checkpoint_of_another_model_is_still_an_error(two_checkpoints):
   cfg, workdir = two_checkpoints
-  (workdir / "run.json").unlink()   # past the config check: the arrays themselves differ
   cfg.model.fc_features = (32, 32)
+  helpers.claim_config(workdir, cfg)   # past the config check: the arrays themselves differ
   with pytest.raises(ValueError, match=r"checkpoint 10 .* does not fit this configuration: "
-                                       r"\S*fc6/bias is \(64,\) there and \(32,\) here"):
+                                       r"layer fc6: \S*fc6/bias has shape \(64,\) in the "
+                                       r"checkpoint but \(32,\) in this config's model"):
     train.train_and_evaluate(cfg, str(workdir))
   assert steps_in(workdir / "checkpoints") == [5, 10]
 

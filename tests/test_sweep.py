@@ -17,6 +17,7 @@ from scipy import stats
 from alexnet_jax import models, sweep, sweep_report, synthetic, train
 from alexnet_jax import workdir as workdir_lib
 from experiments import cifar10, imagenet_paper, imagenette, quickstart
+import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEPS = ("lrn", "pooling", "lrn_x_pooling", "activation", "towers", "paper_claims")
@@ -179,7 +180,8 @@ def test_sweep_trains_reports_skips_and_resumes(shapes_dir, tmp_path):
   short = sweep.run_config(base, runs[-1])
   short.num_train_steps = 2
   train.train_and_evaluate(short, interrupted)
-  os.remove(os.path.join(interrupted, "run.json"))   # a stand-in: the stopped run had 4 steps
+  # a stand-in: the stopped run had 4 steps (its run.json and checkpoint say 2)
+  helpers.claim_config(interrupted, sweep.run_config(base, runs[-1]))
   assert sweep.read_result(interrupted) is None
 
   results = sweep.run_sweep(base, runs, root)

@@ -2,6 +2,8 @@
 import glob
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -148,7 +150,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir
   cfg = with_data(tiny_config(num_train_steps=20, checkpoint_every_steps=5,
                               eval_every_steps=1000, learning_rate=1e30, schedule="step"),
                   shapes_dir)
-  (tmp_path / "run.json").unlink()   # else the rerun is refused as another config
+  helpers.claim_config(tmp_path, cfg)   # else the rerun is refused as another config
   with pytest.raises(train.LossIsNotFinite,
                      match=r"between steps 11 and 15; stopping.*last good checkpoint.* is step 10"):
     train.train_and_evaluate(cfg, str(tmp_path))
@@ -250,3 +252,14 @@ def test_non_finite_parameters_are_never_checkpointed(shapes_dir, tmp_path, monk
   with pytest.raises(train.LossIsNotFinite, match=r"parameters are not finite at step 6.*is step 3"):
     train.train_and_evaluate(cfg, str(tmp_path))
   assert checkpoint.create_manager(str(tmp_path), read_only=True).all_steps() == [3]
+
+
+def test_training_does_not_import_inference():
+  """Training sits below inference: both read checkpoints through checkpoint.py and
+  run.json through run_info.py."""
+  code = ("import sys, alexnet_jax.train; print(sorted(m for m in sys.modules if m in "
+          "('alexnet_jax.inference', 'alexnet_jax.pretrained', 'alexnet_jax.features')))")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       timeout=120)
+  assert out.stdout.strip() == "[]", out.stderr[-2000:]
