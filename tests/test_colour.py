@@ -103,11 +103,12 @@ def test_one_run_without_a_gap_fails_the_verdict_and_renumbering_does_not():
   assert decision["count"] == 2
 
 
-def test_launch_figure3_measures_a_workdirs_kernels_as_they_act_on_pixels(tmp_path):
-  """Two workdirs written with known conv1 kernels (grey Gabors in tower 1, red-green ones
-  in tower 2; a one-tower control mixing both), stored divided by the run's per-channel
-  input gain: the launcher finds 0 and 1 per tower, a gap the control's halves do not
-  reach, and writes the JSON, the table and the pictures."""
+def test_launch_figure3_measures_the_kernels_as_trained_and_what_was_learned(tmp_path):
+  """Two workdirs whose conv1 is its initialisation plus known kernels (grey Gabors in
+  tower 1, red-green ones in tower 2; a one-tower control mixing both), divided by the
+  run's per-channel input gain. The learned part scores 0 and 1 per tower, a gap the
+  control's halves do not reach; the kernels as trained score what colour_index gives
+  them; the JSON, the tables and the pictures are written."""
   import json
   import os
   import subprocess
@@ -119,21 +120,22 @@ def test_launch_figure3_measures_a_workdirs_kernels_as_they_act_on_pixels(tmp_pa
 
   cfg = helpers.tiny_config()   # 16 conv1 kernels; 'standardized' input: per-channel gains
   cfg.data.std = (0.2, 0.25, 0.4)
-  gain = augment.input_gain(cfg.data)
+  gain = augment.input_gain(cfg.data).reshape(1, 1, 3, 1)
   grey = [np.stack([_gabor(theta=t)] * 3, -1) for t in np.linspace(0, 3, 8)]
   red_green = [np.stack([_gabor(theta=t), -_gabor(theta=t), np.zeros((11, 11))], -1)
                for t in np.linspace(0, 3, 8)]
   source = tmp_path / "weights.bin"
   source.write_bytes(b"constructed")
-  workdirs = []
+  workdirs, trained = [], {}
   for name, towers, kernels in [("t2", 2, grey + red_green),
                                 ("t1", 1, [k for pair in zip(grey, red_green) for k in pair])]:
     cfg.model.towers = towers
-    model = models.create_model(cfg.model, cfg.data.image_size)
     size = cfg.data.image_size
-    params = jax.tree.map(np.asarray, model.init(jax.random.key(0),
-                                                 np.zeros((1, size, size, 3)))["params"])
-    params["conv1"]["kernel"] = (_kernels(*kernels) / gain.reshape(1, 1, 3, 1)).astype(np.float32)
+    params = models.create_model(cfg.model, size).init(   # as training initialises it
+        jax.random.key(cfg.seed), np.zeros((1, size, size, 3), np.float32))["params"]
+    params = jax.tree.map(np.asarray, params)
+    learned = (_kernels(*kernels) / gain).astype(np.float32)
+    params["conv1"]["kernel"] = trained[name] = params["conv1"]["kernel"] + learned
     workdirs.append(pretrained.write_workdir(str(tmp_path / name), cfg, params, str(source),
                                              "constructed"))
   out = tmp_path / "figure3"
@@ -144,11 +146,17 @@ def test_launch_figure3_measures_a_workdirs_kernels_as_they_act_on_pixels(tmp_pa
                         capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
   report = json.loads((out / "figure3.json").read_text())
-  t2, t1 = report["runs"]["t2"], report["runs"]["t1"]
-  assert [h["mean"] for h in t2["halves"]] == pytest.approx([0.0, 1.0], abs=1e-6)
+  t2, t1 = report["learned"]["runs"]["t2"], report["learned"]["runs"]["t1"]
+  assert [h["mean"] for h in t2["halves"]] == pytest.approx([0.0, 1.0], abs=1e-5)
   assert t2["colour_half"] == 2 and t2["p_value"] < 0.01
   assert t1["split"] == "random halves (seed 0)" and t1["abs_gap"] < t2["abs_gap"]
-  assert report["verdict"]["counted"] == {"t2": True}
-  assert "| t2 | 2 | towers |" in (out / "figure3.md").read_text()
-  for png in ("t2_conv1.png", "t1_conv1.png", "index.png"):
+  assert report["learned"]["verdict"]["counted"] == {"t2": True}
+  for name in ("t2", "t1"):
+    np.testing.assert_allclose(report["as_trained"]["runs"][name]["index"],
+                               colour.colour_index(trained[name], gain.ravel()), atol=1e-5)
+    assert 0.2 < report["runs"][name]["init_correlation"] < 0.9
+  text = (out / "figure3.md").read_text()
+  assert "| t2 | 2 | towers |" in text and "minus their initialisation" in text
+  for png in ("t2_conv1.png", "t1_conv1.png", "t2_conv1_learned.png", "index.png",
+              "index_learned.png"):
     assert (out / png).stat().st_size > 1000
