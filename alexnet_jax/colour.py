@@ -124,7 +124,9 @@ def verdict(runs: dict[str, dict], alpha: float = 0.05) -> dict:
   controls' random-halves |gap| (the largest, with several controls) and its own
   permutation p-value is below `alpha`. If the towers were no more than two random halves,
   a run would count with probability at most about `alpha`, so all n of them with about
-  alpha^n ('chance_all'): the sign statistic of "every run"."""
+  alpha^n ('chance_all'): the sign statistic of "every run". 'fisher_p' pools the runs'
+  permutation p-values (Fisher's method): whether the towers differ at all, in some run,
+  more than random halves do; weaker than "every run", and more sensitive."""
   seeds = {k: r for k, r in runs.items() if r["towers"] == 2}
   controls = {k: r for k, r in runs.items() if r["towers"] == 1}
   threshold = max((r["null_p95"] for r in controls.values()), default=None)
@@ -135,8 +137,20 @@ def verdict(runs: dict[str, dict], alpha: float = 0.05) -> dict:
       "control_threshold": threshold, "alpha": alpha, "counted": counted,
       "count": sum(counted.values()), "every_run": bool(seeds) and all(counted.values()),
       "chance_all": alpha ** len(seeds) if seeds else None,
+      "fisher_p": fisher_p([r["p_value"] for r in seeds.values()]) if seeds else None,
       "colour_tower": {k: r["colour_half"] for k, r in seeds.items()},
   }
+
+
+def fisher_p(p_values: Sequence[float]) -> float:
+  """Fisher's combined p-value: P(chi^2 with 2n degrees of freedom >= -2 sum ln p), in
+  closed form for an even number of degrees of freedom."""
+  half = -sum(np.log(p) for p in p_values)   # x / 2
+  term, total = 1.0, 1.0
+  for k in range(1, len(p_values)):
+    term *= half / k
+    total += term
+  return float(np.exp(-half) * total)
 
 
 def markdown(runs: dict[str, dict], decision: dict) -> str:
@@ -156,6 +170,7 @@ def markdown(runs: dict[str, dict], decision: dict) -> str:
             f"(95th percentile {'n/a, no control' if threshold is None else f'{threshold:.3f}'})"
             f" with permutation p < {decision['alpha']}: {decision['count']} of "
             f"{len(decision['two_tower_runs'])}"
-            + (f" (chance if the towers were random halves: about {decision['chance_all']:.2g})"
+            + (f" (chance if the towers were random halves: about {decision['chance_all']:.2g});"
+               f" the p-values pooled (Fisher): {decision['fisher_p']:.3g}"
                if decision["chance_all"] is not None else "") + "."]
   return "\n".join(lines) + "\n"

@@ -68,6 +68,13 @@ def test_halves_are_the_towers_or_seeded_random_halves():
   assert sorted(np.concatenate(a)) == list(range(48)) and len(a[0]) == 24
 
 
+def test_fisher_p_pools_p_values():
+  assert colour.fisher_p([0.3]) == pytest.approx(0.3)
+  # two runs: chi^2_4 survival of -2 ln(0.05 * 0.2) = 9.21: 0.0561 (tables)
+  assert colour.fisher_p([0.05, 0.2]) == pytest.approx(0.0561, abs=1e-4)
+  assert colour.fisher_p([0.01, 0.01, 0.01]) < 0.001 < colour.fisher_p([0.5, 0.5, 0.01])
+
+
 def _run(gap: float, seed: int = 0) -> np.ndarray:
   """48 kernel indices: tower 2 `gap` above tower 1, with some spread."""
   rng = np.random.default_rng(seed)
