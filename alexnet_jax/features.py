@@ -169,6 +169,32 @@ def nearest(queries: np.ndarray, database: np.ndarray, n: int
   return idx, np.sqrt(np.take_along_axis(d2, idx, axis=1))
 
 
+def same_class_share(query_features: np.ndarray, query_labels: np.ndarray,
+                     database: np.ndarray, database_labels: np.ndarray, n: int,
+                     block: int = 256) -> np.ndarray:
+  """For each query, the share of its `n` nearest database rows (Euclidean) that have its
+  label: [K] in [0, 1]. Queries go `block` at a time, so the distances stay small."""
+  shares = []
+  for start in range(0, len(query_features), block):
+    idx, _ = nearest(query_features[start:start + block], database, n)
+    labels = np.asarray(query_labels[start:start + block])[:, None]
+    shares.append((np.asarray(database_labels)[idx] == labels).mean(axis=1))
+  return np.concatenate(shares) if shares else np.zeros(0)
+
+
+def pick_queries(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+  """`count` example indices of distinct classes where there are enough (one random
+  example each of `count` random classes), else random examples: a row per class, as the
+  paper's Figure 4 shows."""
+  labels = np.asarray(labels)
+  rng = np.random.default_rng(seed)
+  classes = np.unique(labels)
+  if len(classes) < count:
+    return np.sort(rng.choice(len(labels), min(count, len(labels)), replace=False))
+  picked = rng.choice(classes, count, replace=False)
+  return np.array([rng.choice(np.flatnonzero(labels == c)) for c in picked])
+
+
 def save_grid(path: str, queries: np.ndarray, neighbours: np.ndarray,
               query_titles: Sequence[str] | None = None,
               neighbour_titles: Sequence[Sequence[str]] | None = None) -> None:

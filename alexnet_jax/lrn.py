@@ -22,8 +22,6 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from alexnet_jax import cpu_forms
-
 CONVENTIONS = ("paper", "caffe")
 
 
@@ -103,25 +101,25 @@ def _padded_shifts(x: jax.Array):
   return _shifts(_pad_pixels(x), c, x.size, c)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _lrn(x, n, k, alpha, beta):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _lrn(x, n, k, alpha, beta, cpu_forms):
   xs = _padded_shifts(x)
   return (xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[0]).reshape(x.shape)
 
 
-def _lrn_fwd(x, n, k, alpha, beta):
-  return _lrn(x, n, k, alpha, beta), x
+def _lrn_fwd(x, n, k, alpha, beta, cpu_forms):
+  return _lrn(x, n, k, alpha, beta, cpu_forms), x
 
 
-def _lrn_bwd(n, k, alpha, beta, x, g):
+def _lrn_bwd(n, k, alpha, beta, cpu_forms, x, g):
   r, c = n // 2, x.shape[-1]
   xs = _padded_shifts(x)
   g0 = g.reshape(-1)
   t = g0 * xs(0) * _powers(_denominator(xs, n, k, alpha, 1), beta)[1]
-  # On the CPU t is padded by concatenation, not a pad: XLA fuses t's computation into
+  # With cpu_forms t is padded by concatenation, not a pad: XLA fuses t's computation into
   # either, and its CPU loop for a pad tests every element for the border (benchmarks/
   # README.md). Other platforms keep the pad they were measured with.
-  ts = _shifts((_concat_pixels if cpu_forms.active() else _pad_pixels)(t.reshape(-1, c)),
+  ts = _shifts((_concat_pixels if cpu_forms else _pad_pixels)(t.reshape(-1, c)),
                c, x.size, c)
   # The window's centre term t is recomputed here rather than read back: XLA simplifies the
   # centre slice of the padded t to t itself, which would make t's rsqrt(d) a value shared by
@@ -157,7 +155,7 @@ def _in_place(fn, *arrays: jax.Array) -> jax.Array:
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _lrn_stored(x, n, k, alpha, beta):
+def _lrn_stored(x, n, k, alpha, beta):   # one form on every backend
   return _in_place(lambda xs: xs(0) * _powers(_denominator(xs, n, k, alpha), beta)[0], x)
 
 
@@ -183,13 +181,15 @@ _lrn_stored.defvjp(_lrn_stored_fwd, _lrn_stored_bwd)
 
 def local_response_norm(x: jax.Array, *, n: int = 5, k: float = 2.0, alpha: float = 1e-4,
                         beta: float = 0.75, convention: str = "paper",
-                        groups: int = 1, input_stored: bool = False) -> jax.Array:
+                        groups: int = 1, input_stored: bool = False,
+                        cpu_forms: bool = False) -> jax.Array:
   """LRN over the last (channel) axis of `x`, for any odd window `n`.
 
   `groups` > 1 normalises each contiguous block of C / groups channels on its own: with two
   towers each GPU in the paper normalised only over the kernel maps it held.
   `input_stored`: `x` is an array XLA stores anyway (a pooling output), rather than a fresh
-  activation: read it in place. The same values either way; only the speed differs.
+  activation: read it in place. `cpu_forms`: the gradient's forms that XLA:CPU runs fast.
+  The same values either way; only the speed differs.
   Arithmetic runs in float32 whatever the input dtype; the result has the input's dtype.
   """
   if n < 1 or n % 2 == 0:
@@ -201,5 +201,6 @@ def local_response_norm(x: jax.Array, *, n: int = 5, k: float = 2.0, alpha: floa
   y = x.astype(jnp.float32)
   if groups > 1:
     y = y.reshape(*x.shape[:-1], groups, c // groups)
-  y = (_lrn_stored if input_stored else _lrn)(y, n, float(k), float(a), float(beta))
+  constants = (n, float(k), float(a), float(beta))
+  y = _lrn_stored(y, *constants) if input_stored else _lrn(y, *constants, bool(cpu_forms))
   return y.reshape(x.shape).astype(x.dtype)

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from alexnet_jax import cpu_forms
+from alexnet_jax import cpu_forms as cpu_forms_lib
 from alexnet_jax import lrn as lrn_lib
 from alexnet_jax import pooling
 
@@ -226,7 +226,12 @@ class Conv(nn.Module):
 
 class AlexNet(nn.Module):
   """The AlexNet family; see the module docstring. The defaults are the paper's model
-  (the 'paper' preset), and every field is a model config field (`PRESETS`)."""
+  (the 'paper' preset), and every field but the last two is a model config field
+  (`PRESETS`).
+
+  The forward pass is the paper's Figure 2 read left to right: `conv_block` for conv1 ..
+  conv5 (each its convolution, activation, LRN and pooling), then `head` for fc6 .. fc8.
+  """
   arch: str = "alexnet"
   features: Sequence[int] = (96, 256, 384, 384, 256)
   fc_features: Sequence[int] = (4096, 4096)
@@ -248,6 +253,18 @@ class AlexNet(nn.Module):
   init_scheme: str = "paper"
   dtype: str = "float32"          # compute: 'float32' or 'bfloat16'; parameters stay float32
   model_axis: str | None = None   # set inside shard_map: the mesh axis holding the towers
+  cpu_forms: bool = False         # the forms XLA:CPU runs fast (cpu_forms.py); create_model
+                                  # sets it from the backend. The same numbers either way
+
+  @property
+  def _shards(self) -> int:
+    """How many devices share each layer: the towers held elsewhere (1 outside shard_map)."""
+    return 1 if self.model_axis is None else self.towers
+
+  @property
+  def _local_towers(self) -> int:
+    """The towers this device holds: all of them outside shard_map, one inside."""
+    return self.towers // self._shards
 
   def _gather(self, x):
     """Inputs of a layer that reads both towers: all towers' maps, in tower order."""
@@ -255,7 +272,16 @@ class AlexNet(nn.Module):
       return x
     return jax.lax.all_gather(x, self.model_axis, axis=x.ndim - 1, tiled=True, to="invarying")
 
+  def _own_share(self, x, width: int):
+    """This device's tower of all towers' maps `x` (its `width` channels); outside
+    shard_map, `x` itself."""
+    if self.model_axis is None:
+      return x
+    return jax.lax.dynamic_slice_in_dim(x, jax.lax.axis_index(self.model_axis) * width,
+                                        width, axis=-1)
+
   def _act(self, x):
+    """The non-linearity: ReLU (§3.1) or tanh, Figure 1's comparison."""
     return {"relu": nn.relu, "tanh": jnp.tanh}[self.activation](x)
 
   def _dropout(self, x, example_ids, train: bool, tower_share: bool):
@@ -268,14 +294,95 @@ class AlexNet(nn.Module):
     if rate >= 1:
       return jnp.zeros_like(x)
     key = self.make_rng("dropout")
-    shards = 1 if self.model_axis is None or not tower_share else self.towers
+    shards = self._shards if tower_share else 1
     width = x.shape[-1]
     keep = jax.vmap(lambda i: jax.random.bernoulli(jax.random.fold_in(key, i), 1.0 - rate,
                                                    (width * shards,)))(example_ids)
     if shards > 1:
-      keep = jax.lax.dynamic_slice_in_dim(keep, jax.lax.axis_index(self.model_axis) * width,
-                                          width, axis=-1)
+      keep = self._own_share(keep, width)
     return jnp.where(keep, x / (1.0 - rate), 0).astype(x.dtype)
+
+  def _conv(self, spec: ConvSpec, width: int, x, image_size: int):
+    """A conv layer's weights applied (§3.5): a convolution whose towers each read only
+    their own maps where `spec.own_tower` (§3.2), or cuda-convnet's locally connected layer."""
+    dtype = DTYPES[self.dtype]
+    pad = conv1_padding(self, image_size) if spec.name == "conv1" else spec.padding
+    if spec.local:   # one filter bank per output position, unshared: [B, H, W, width]
+      kernel_init, bias_init = initializers(self.init_scheme, spec.name,
+                                            spec.kernel ** 2 * x.shape[-1], spec.init_std)
+      return nn.ConvLocal(width, (spec.kernel, spec.kernel), spec.stride, [(pad, pad)] * 2,
+                          kernel_init=kernel_init, bias_init=bias_init, dtype=dtype,
+                          name=spec.name)(x)
+    return Conv(width // self._shards, spec.kernel, spec.stride, pad,
+                groups=self._local_towers if spec.own_tower else 1,
+                init_scheme=self.init_scheme, init_std=spec.init_std, dtype=dtype,
+                name=spec.name)(x)
+
+  def _lrn(self, x, input_stored: bool):
+    """Local response normalisation (§3.3), within each tower as on each GPU, or with
+    `lrn_across_towers` over all towers' maps (gathered, normalised, this device's share
+    kept)."""
+    across = self.lrn_across_towers and self.towers > 1
+    y = self._gather(x) if across else x
+    y = lrn_lib.local_response_norm(
+        y, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
+        convention=self.lrn_convention, groups=1 if across else self._local_towers,
+        input_stored=input_stored, cpu_forms=self.cpu_forms)
+    return self._own_share(y, x.shape[-1]) if across else y
+
+  def _pool(self, op: str, x, ceil: bool):
+    """Max pooling, overlapping with the paper's 3/2 windows (§3.4), or ('avgpool') average
+    pooling; `ceil`: cuda-convnet's output size, the last window overhanging the border."""
+    if op == "avgpool":
+      return pooling.avg_pool(x, self.pool_window, self.pool_stride, ceil=ceil)
+    pool = pooling.max_pool_ceil if ceil else pooling.max_pool
+    return pool(x, self.pool_window, self.pool_stride, self.cpu_forms)
+
+  def conv_block(self, spec: ConvSpec, width: int, x, image_size: int):
+    """One of Figure 2's conv layers with what follows it: its input (both towers' maps
+    for conv3, §3.2), the convolution, the activation, then LRN (§3.3) and pooling (§3.4)
+    in `spec.post`'s order. Sows the activation ('conv1_out') and each op ('lrn1', 'pool1')."""
+    if not spec.own_tower and spec.name != "conv1":
+      x = self._gather(x)
+    x = self._act(self._conv(spec, width, x, image_size))
+    self.sow("intermediates", out_name(spec.name), x)
+    h, w = x.shape[1:3]
+    if self.cpu_forms and spec.post[:2] == ("lrn", "pool") and not spec.ceil_pool:
+      # LRN (or, with it off, the pool alone) reads the pool's gradient as stored: see
+      # pooling.pad_unread; the pool's output is the same
+      x = pooling.pad_unread(x, self.pool_window, self.pool_stride)
+    for i, op in enumerate(spec.post):
+      if op == "lrn" and self.lrn:
+        x = self._lrn(x, input_stored=i > 0 and spec.post[i - 1] == "pool")
+        self.sow("intermediates", post_name(op, spec.name), x[:, :h, :w])
+      elif op in ("pool", "avgpool"):
+        x = self._pool(op, x, spec.ceil_pool)
+        self.sow("intermediates", post_name(op, spec.name), x)
+    return x
+
+  def head(self, x, example_ids, train: bool):
+    """The fully connected layers (§3.5): fc6 and fc7 with dropout on their outputs (§4.2;
+    or inputs, torchvision's), each reading both towers' units, then fc8's logits
+    [B, num_classes]. `x`: all towers' flattened maps [B, 6*6*256]."""
+    dtype = DTYPES[self.dtype]
+    *hidden, last = fc_names(self.arch, len(self.fc_features))
+    for name, width in zip(hidden, self.fc_features):
+      if self.dropout_at == "inputs":   # all towers' inputs: the same mask on every device
+        x = self._dropout(x, example_ids, train, tower_share=False)
+      kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
+      x = nn.Dense(width // self._shards, dtype=dtype, name=name, kernel_init=kernel_init,
+                   bias_init=bias_init)(x)
+      x = self._act(x)
+      self.sow("intermediates", out_name(name), x)
+      if self.dropout_at == "outputs":
+        x = self._dropout(x, example_ids, train, tower_share=True)
+      x = self._gather(x)
+    kernel_init, bias_init = initializers(self.init_scheme, last, x.shape[-1])
+    x = nn.Dense(self.num_classes // self._shards, dtype=dtype, name=last,
+                 kernel_init=kernel_init, bias_init=bias_init)(x)
+    x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
+    self.sow("intermediates", out_name(last), x)
+    return x
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool = False,
@@ -284,77 +391,18 @@ class AlexNet(nn.Module):
     batch, which its dropout masks are drawn from (default 0..B-1: one device)."""
     if example_ids is None:
       example_ids = jnp.arange(images.shape[0])
-    shards = 1 if self.model_axis is None else self.towers   # towers held elsewhere
-    local_towers = self.towers // shards
-    dtype = DTYPES[self.dtype]
-    x = images.astype(dtype)
-    for spec, width in zip(ARCHS[self.arch], self.features):
-      if not spec.own_tower and spec.name != "conv1":
-        x = self._gather(x)
-      pad = conv1_padding(self, images.shape[1]) if spec.name == "conv1" else spec.padding
-      if spec.local:   # cuda-convnet's locally connected layer: [B, H, W, width]
-        kernel_init, bias_init = initializers(self.init_scheme, spec.name,
-                                              spec.kernel ** 2 * x.shape[-1], spec.init_std)
-        x = nn.ConvLocal(width, (spec.kernel, spec.kernel), spec.stride, [(pad, pad)] * 2,
-                         kernel_init=kernel_init, bias_init=bias_init, dtype=dtype,
-                         name=spec.name)(x)
-      else:
-        x = Conv(width // shards, spec.kernel, spec.stride, pad,
-                 groups=local_towers if spec.own_tower else 1, init_scheme=self.init_scheme,
-                 init_std=spec.init_std, dtype=dtype, name=spec.name)(x)
-      x = self._act(x)
-      self.sow("intermediates", out_name(spec.name), x)
-      h, w = x.shape[1:3]
-      if spec.post[:2] == ("lrn", "pool") and not spec.ceil_pool and cpu_forms.active():
-        # LRN (or, with it off, the pool alone) reads the pool's gradient as stored: see
-        # pooling.pad_unread; the pool's output is the same
-        x = pooling.pad_unread(x, self.pool_window, self.pool_stride)
-      for i, op in enumerate(spec.post):   # sown as lrn1, pool1, ...
-        if op == "lrn" and self.lrn:
-          across = self.lrn_across_towers and self.towers > 1
-          if across:   # every tower's maps, then this device's share of the result
-            width = x.shape[-1]
-            x = self._gather(x)
-          x = lrn_lib.local_response_norm(
-              x, n=self.lrn_n, k=self.lrn_k, alpha=self.lrn_alpha, beta=self.lrn_beta,
-              convention=self.lrn_convention, groups=1 if across else local_towers,
-              input_stored=i > 0 and spec.post[i - 1] == "pool")
-          if across and self.model_axis is not None:
-            x = jax.lax.dynamic_slice_in_dim(
-                x, jax.lax.axis_index(self.model_axis) * width, width, axis=-1)
-          self.sow("intermediates", post_name(op, spec.name), x[:, :h, :w])
-        elif op == "pool":
-          pool = pooling.max_pool_ceil if spec.ceil_pool else pooling.max_pool
-          x = pool(x, self.pool_window, self.pool_stride)
-          self.sow("intermediates", post_name(op, spec.name), x)
-        elif op == "avgpool":
-          x = pooling.avg_pool(x, self.pool_window, self.pool_stride, ceil=spec.ceil_pool)
-          self.sow("intermediates", post_name(op, spec.name), x)
+    x = images.astype(DTYPES[self.dtype])
+    for spec, width in zip(ARCHS[self.arch], self.features):   # conv1 .. conv5
+      x = self.conv_block(spec, width, x, images.shape[1])
     x = self._gather(x).reshape(x.shape[0], -1)   # flatten all towers' maps: [B, 6*6*256]
-    *hidden, last = fc_names(self.arch, len(self.fc_features))
-    for name, width in zip(hidden, self.fc_features):
-      if self.dropout_at == "inputs":   # all towers' inputs: the same mask on every device
-        x = self._dropout(x, example_ids, train, tower_share=False)
-      kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
-      x = nn.Dense(width // shards, dtype=dtype, name=name, kernel_init=kernel_init,
-                   bias_init=bias_init)(x)
-      x = self._act(x)
-      self.sow("intermediates", out_name(name), x)
-      if self.dropout_at == "outputs":
-        x = self._dropout(x, example_ids, train, tower_share=True)
-      x = self._gather(x)
-    kernel_init, bias_init = initializers(self.init_scheme, last, x.shape[-1])
-    x = nn.Dense(self.num_classes // shards, dtype=dtype, name=last,
-                 kernel_init=kernel_init, bias_init=bias_init)(x)
-    x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
-    self.sow("intermediates", out_name(last), x)
-    return x
+    return self.head(x, example_ids, train)
 
 
 # The paper's model: every model config field, with the defaults of `AlexNet`'s fields
-# (written once, there); model_axis is the mesh's business, not the config's.
+# (written once, there); model_axis is the mesh's business and cpu_forms the backend's, not
+# the config's.
 _PAPER = {f.name: f.default for f in dataclasses.fields(AlexNet)
-          if f.name not in ("parent", "name", "model_axis")}
+          if f.name not in ("parent", "name", "model_axis", "cpu_forms")}
 
 PRESETS = {
     "paper": _PAPER,
@@ -398,8 +446,9 @@ def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_size: int,
-                 model_axis: str | None = None) -> AlexNet:
-  """The AlexNet for a model config (see `PRESETS`) at a given input size."""
+                 model_axis: str | None = None, cpu_forms: bool | None = None) -> AlexNet:
+  """The AlexNet for a model config (see `PRESETS`) at a given input size. `cpu_forms`:
+  the forms XLA:CPU runs fast; by default `cpu_forms.default()`, decided here, once."""
   if cfg.activation not in ("relu", "tanh"):
     raise ValueError(f"model.activation must be 'relu' or 'tanh', got {cfg.activation!r}")
   if cfg.init_scheme not in INIT_SCHEMES:
@@ -425,8 +474,10 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
     raise ValueError(f"unknown model config fields {sorted(unknown)}")
   fields = {**cfg.to_dict(), "features": tuple(cfg.features),
             "fc_features": tuple(cfg.fc_features)}
+  if cpu_forms is None:
+    cpu_forms = cpu_forms_lib.default()
   return AlexNet(**{**fields, "conv1_padding": conv1_padding(cfg, image_size)},
-                 model_axis=model_axis)
+                 model_axis=model_axis, cpu_forms=cpu_forms)
 
 
 def output_size(cfg: ml_collections.ConfigDict, image_size: int) -> int:

@@ -6,9 +6,9 @@ differs: JAX differentiates a max `reduce_window` into select-and-scatter, which
 expands into index arrays (iota) the size of the input, a reduce-window over (value, index)
 pairs and a scatter: a large share of the paper step on a CPU (benchmarks/README.md).
 
-On the CPU the gradient is written with strided slices and pads instead (`phase_gradient`),
-which XLA fuses into two passes; GPUs and TPUs keep select-and-scatter, which they run
-natively (`cpu_forms.active()` picks when the step is traced):
+With `cpu_forms` the gradient is written with strided slices and pads instead
+(`phase_gradient`), which XLA:CPU fuses into two passes; GPUs and TPUs keep
+select-and-scatter, which they run natively (the model passes its `cpu_forms` field):
   1. for every pooling window, the offset (0 .. w*w - 1, row-major) of its first maximum:
      one pass reading the w*w strided views of x;
   2. the input gradient: each input pixel collects, for each offset, the output gradient of
@@ -28,8 +28,6 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alexnet_jax import cpu_forms
-
 
 def _views(x: jax.Array, window: int, stride: int, out_h: int, out_w: int):
   """(row offset, column offset, x at that offset of every window [B, out_h, out_w, C])."""
@@ -46,15 +44,17 @@ def _reduce_max(x: jax.Array, window: int, stride: int) -> jax.Array:
                            "VALID")
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def max_pool(x: jax.Array, window: int, stride: int) -> jax.Array:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3))
+def max_pool(x: jax.Array, window: int, stride: int, cpu_forms: bool = False) -> jax.Array:
   """[B, H, W, C] -> [B, (H - window) // stride + 1, (W - window) // stride + 1, C]: the max
-  over each window x window patch, `stride` apart, no padding (VALID)."""
+  over each window x window patch, `stride` apart, no padding (VALID). `cpu_forms`: the
+  gradient is `phase_gradient` (fast on XLA:CPU) rather than select-and-scatter; the
+  values are the same."""
   return _reduce_max(x, window, stride)
 
 
-def _max_pool_fwd(x, window, stride):
-  y = max_pool(x, window, stride)
+def _max_pool_fwd(x, window, stride, cpu_forms):
+  y = max_pool(x, window, stride, cpu_forms)
   return y, (x, y)
 
 
@@ -82,14 +82,14 @@ def phase_gradient(x: jax.Array, y: jax.Array, g: jax.Array, window: int, stride
   return grad.reshape(b, hp * stride, wp * stride, c)[:, :h, :w].astype(x.dtype)
 
 
-def _max_pool_bwd(window, stride, residuals, g):
+def _max_pool_bwd(window, stride, cpu_forms, residuals, g):
   x, y = residuals
 
   def xla_gradient(x, y, g):   # select-and-scatter: native and fast on GPU and TPU
     del y
     return jax.vjp(lambda x: _reduce_max(x, window, stride), x)[1](g)[0]
 
-  if cpu_forms.active():
+  if cpu_forms:
     return (phase_gradient(x, y, g, window, stride),)
   return (xla_gradient(x, y, g),)
 
@@ -105,8 +105,8 @@ def pad_unread(x: jax.Array, window: int, stride: int) -> jax.Array:
   For whatever runs between this pad and the pool (LRN in the paper model: 55 -> 56 and
   27 -> 28), the pool's gradient is then an array read as stored instead of through a crop,
   which a flat XLA:CPU loop pays for with index arithmetic on every element
-  (benchmarks/README.md). The model pads, before LRN or with LRN off before the pool, where
-  `cpu_forms.active()`: GPUs keep the shapes their loop was measured with.
+  (benchmarks/README.md). The model pads, before LRN or with LRN off before the pool, when
+  built with `cpu_forms`: GPUs keep the shapes their loop was measured with.
   """
   h, w = x.shape[1:3]
   ph, pw = -h % stride, -w % stride
@@ -130,12 +130,13 @@ def _overhang(x: jax.Array, window: int, stride: int) -> tuple[int, int]:
   return tuple((pooled_size(n, window, stride, True) - 1) * stride + window - n for n in (h, w))
 
 
-def max_pool_ceil(x: jax.Array, window: int, stride: int) -> jax.Array:
+def max_pool_ceil(x: jax.Array, window: int, stride: int, cpu_forms: bool = False
+                  ) -> jax.Array:
   """`max_pool` with cuda-convnet's output size: the overhanging windows' missing pixels
   are -inf, so each takes the max of the pixels it covers (and gets their gradient)."""
   ph, pw = _overhang(x, window, stride)
   return max_pool(jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=-jnp.inf),
-                  window, stride)
+                  window, stride, cpu_forms)
 
 
 def avg_pool(x: jax.Array, window: int, stride: int, ceil: bool = False) -> jax.Array:

@@ -88,3 +88,30 @@ def save_figure(fig, path: str, title: str = "") -> None:
   with workdir_lib.atomic(path) as tmp:
     fig.savefig(tmp, dpi=110)
   plt.close(fig)
+
+
+def save_index_figure(runs: dict[str, dict], path: str) -> None:
+  """Every conv1 kernel's colour index (`colour.run_statistics` of each run, by name), one
+  column of dots per half (tower or random half) with its mean as a bar; 2/3 is where
+  kernels of pure noise sit."""
+  import matplotlib   # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt   # pylint: disable=import-outside-toplevel
+
+  fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(runs) + 1.5), 4))
+  jitter = np.random.default_rng(0)
+  for i, (name, r) in enumerate(runs.items()):
+    index = np.asarray(r["index"])
+    for h, (half, dots) in enumerate(zip(r["half_kernels"], ("tab:gray", "tab:red"))):
+      x = 3 * i + h
+      ax.scatter(x + 0.15 * jitter.standard_normal(len(half)), index[half], s=8,
+                 color=dots, alpha=0.7)
+      ax.plot([x - 0.35, x + 0.35], [index[half].mean()] * 2, color="black")
+  ax.axhline(2 / 3, color="tab:blue", linestyle=":", linewidth=1, label="noise (2/3)")
+  ax.set_xticks([3 * i + 0.5 for i in range(len(runs))],
+                [f"{n}\n({'towers' if r['towers'] == 2 else 'random halves'})"
+                 for n, r in runs.items()], fontsize=8)
+  ax.set_ylabel("colour index (0 grey, 1 colour only)")
+  ax.set_ylim(-0.02, 1.02)
+  ax.legend(fontsize=8)
+  save_figure(fig, path, "conv1's colour index by half: 1 grey, 2 red, means as bars")

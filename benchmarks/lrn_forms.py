@@ -1,9 +1,9 @@
 """The paper model's training step traced with the CPU-only forms and without, on this backend.
 
-`cpu_forms.active()` picks the forms that XLA:CPU runs fast: `pooling.pad_unread` before
-LRN (or before the pool, with LRN off), LRN's t padded by concatenation, and max pooling's
-phase gradient. This builds two steppers in one process, one traced inside
-`cpu_forms.forced(True)` and one inside `forced(False)`, and times them alternately:
+A model built with `cpu_forms` (the default on the CPU) takes the forms that XLA:CPU runs
+fast: `pooling.pad_unread` before LRN (or before the pool, with LRN off), LRN's t padded by
+concatenation, and max pooling's phase gradient. This builds two steppers in one process,
+one inside `cpu_forms.forced(True)` and one inside `forced(False)`, and times them alternately:
 `--rounds` rounds of `--steps` steps dispatched back to back, medians reported.
 `--no_lrn` times the model without LRN.
 
@@ -33,7 +33,7 @@ def main():
     with cpu_forms.forced(name == "cpu_forms"):
       steppers[name] = s = benchmark.Stepper(cfg)
       batch = batch or s.trainer.device_batch(benchmark.random_batch(cfg, cfg.batch_size))
-      for _ in range(3):   # traced and compiled inside the context
+      for _ in range(3):   # built, traced and compiled inside the context
         jax.block_until_ready(s(batch))
   times = {name: [] for name in steppers}
   for _ in range(args.rounds):

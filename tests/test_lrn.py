@@ -46,6 +46,11 @@ def sample(shape, seed=0, scale=2.0):
   return np.random.default_rng(seed).standard_normal(shape).astype(np.float32) * scale
 
 
+# The gradient's forms: a fresh activation with the portable or the CPU-only padding of t,
+# or a pooling output read in place.
+FORMS = {"fresh": dict(input_stored=False), "fresh_cpu_forms": dict(cpu_forms=True),
+         "stored": dict(input_stored=True)}
+
 # alpha large enough that the window sum matters (with the paper's 1e-4, d ~ k everywhere).
 PARAMS = {"paper": dict(k=2.0, alpha=0.1, beta=0.75), "caffe": dict(k=1.0, alpha=0.5, beta=0.75)}
 
@@ -92,19 +97,19 @@ def test_channel_borders_by_hand():
 
 @pytest.mark.parametrize("n,c,convention", [(1, 8, "paper"), (3, 2, "caffe"), (5, 3, "paper"),
                                             (5, 96, "caffe"), (7, 16, "paper")])
-@pytest.mark.parametrize("stored", [False, True])   # a fresh activation / a pooling output
-def test_gradient_matches_tensorflow(n, c, convention, stored):
+@pytest.mark.parametrize("form", FORMS)
+def test_gradient_matches_tensorflow(n, c, convention, form):
   kw = dict(n=n, convention=convention, **PARAMS[convention])
   x, g = sample((4, 3, 3, c), seed=c), sample((4, 3, 3, c), seed=c + 1, scale=1.0)
-  f = jax_lrn(**kw, input_stored=stored)
+  f = jax_lrn(**kw, **FORMS[form])
   dx = jax.jit(jax.grad(lambda x: jnp.sum(f(x) * g)))(x)
   np.testing.assert_allclose(dx, tf_lrn_grad(x, g, **kw), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape,beta", [((4, 2, 3, 8), 0.75), ((2, 5), 0.5), ((6,), 0.6)])
-@pytest.mark.parametrize("stored", [False, True])   # a fresh activation / a pooling output
-def test_check_grads(shape, beta, stored):
-  f = jax_lrn(n=5, k=1.0, alpha=0.3, beta=beta, input_stored=stored)
+@pytest.mark.parametrize("form", FORMS)
+def test_check_grads(shape, beta, form):
+  f = jax_lrn(n=5, k=1.0, alpha=0.3, beta=beta, **FORMS[form])
   check_grads(f, (sample(shape, seed=3, scale=1.0),), order=1, modes=["rev"], atol=2e-2,
               rtol=2e-2, eps=1e-2)
 

@@ -15,7 +15,8 @@ from alexnet_jax import pooling
     ((1, 10, 10, 2), 3, 3),
 ])
 @pytest.mark.parametrize("ties", [False, True])
-def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties):
+@pytest.mark.parametrize("cpu_forms", [True, False])   # the phase gradient / select-and-scatter
+def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties, cpu_forms):
   x = jax.random.normal(jax.random.key(0), shape)
   if ties:   # few distinct values: most windows hold their maximum twice or more
     x = jnp.round(x)
@@ -25,7 +26,7 @@ def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties):
   def loss(pool):
     return lambda x: jnp.sum(pool(x) * g)
 
-  ours = lambda x: pooling.max_pool(x, window, stride)
+  ours = lambda x: pooling.max_pool(x, window, stride, cpu_forms)
   theirs = lambda x: nn.max_pool(x, (window, window), (stride, stride), "VALID")
   np.testing.assert_array_equal(ours(x), theirs(x))
   grad_ours = jax.jit(jax.grad(loss(ours)))(x)
@@ -38,7 +39,8 @@ def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties):
 def test_max_pool_gradient_in_bfloat16():
   x = jax.random.normal(jax.random.key(0), (2, 13, 13, 4)).astype(jnp.bfloat16)
   g = jnp.ones((2, 6, 6, 4), jnp.bfloat16)
-  grad = jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2) * g).astype(jnp.float32))(x)
+  grad = jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2, True) * g)
+                  .astype(jnp.float32))(x)
   ref = jax.grad(lambda x: jnp.sum(nn.max_pool(x, (3, 3), (2, 2), "VALID") * g)
                  .astype(jnp.float32))(x)
   assert grad.dtype == jnp.bfloat16
@@ -46,10 +48,11 @@ def test_max_pool_gradient_in_bfloat16():
 
 
 def test_the_cpu_gradient_has_no_select_and_scatter():
-  """On the CPU the step compiles the fused phase gradient, not select-and-scatter (which
-  XLA:CPU expands into iotas, a reduce-window and a scatter); other platforms keep it."""
+  """With cpu_forms the step compiles the fused phase gradient, not select-and-scatter
+  (which XLA:CPU expands into iotas, a reduce-window and a scatter); other platforms keep
+  it."""
   x = jnp.zeros((2, 13, 13, 4))
-  hlo = jax.jit(jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2)))).lower(x).as_text()
+  hlo = jax.jit(jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2, True)))).lower(x).as_text()
   assert "select_and_scatter" not in hlo and "scatter" not in hlo
   flax_hlo = jax.jit(jax.grad(lambda x: jnp.sum(nn.max_pool(x, (3, 3), (2, 2), "VALID")))
                      ).lower(x).as_text()
@@ -67,7 +70,7 @@ def test_pad_unread_changes_neither_the_pool_nor_its_gradient(shape, window, str
   g = jax.random.normal(jax.random.key(1), pooling.max_pool(x, window, stride).shape)
 
   def loss(pad):
-    return lambda x: jnp.sum(pooling.max_pool(pad(x), window, stride) * g)
+    return lambda x: jnp.sum(pooling.max_pool(pad(x), window, stride, True) * g)
 
   assert pooling.pad_unread(x, window, stride).shape[1:3] == padded
   pad = lambda x: pooling.pad_unread(x, window, stride)
