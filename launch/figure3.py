@@ -26,7 +26,8 @@ import jax
 import numpy as np
 from absl import flags
 
-from alexnet_jax import augment, cli, colour, inference, models, visualize
+from alexnet_jax import augment, colour, inference, models, visualize
+from launch import cli
 
 _OUT = flags.DEFINE_string("out", None, "Folder for figure3.json, figure3.md and the PNGs.")
 _STEP = flags.DEFINE_string("step", "latest", "latest, best, or a step number (every run).")
@@ -79,7 +80,6 @@ def _measure(workdir: str, name: str, out: str) -> tuple[dict, dict]:
 
 
 def main(argv):
-  cli.quiet_library_logs()
   workdirs = argv[1:]
   names = [os.path.basename(os.path.normpath(w)) for w in workdirs]
   if not workdirs:
@@ -116,4 +116,4 @@ def main(argv):
 
 if __name__ == "__main__":
   flags.mark_flags_as_required(["out"])
-  cli.run(main)
+  cli.run(main, takes_args=True)

@@ -17,7 +17,8 @@ import sys
 import numpy as np
 from absl import flags
 
-from alexnet_jax import cli, features, inference
+from alexnet_jax import features, inference
+from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")
 _OUT = flags.DEFINE_string("out", None, "Folder for figure4.png and figure4.json.")
@@ -29,7 +30,6 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seeds the choice of the shown queries."
 
 def main(argv):
   del argv
-  cli.quiet_library_logs()
   png, report = (os.path.join(_OUT.value, name) for name in ("figure4.png", "figure4.json"))
   try:
     cli.check_writable(png, "--out")
