@@ -1,7 +1,20 @@
-"""AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) in JAX and Flax."""
+"""AlexNet (Krizhevsky, Sutskever & Hinton, NIPS 2012) in JAX and Flax.
+
+The library is five packages in layers; a module imports from its own package or from
+those before it in LAYERS, never after (tests/test_layers.py):
+  base      paths and URLs, files written atomically, the prepared-record format, event
+            logs, messages, the process environment: no JAX
+  nn        the net (§3): AlexNet's layers, LRN, pooling, their CPU forms, weight layouts
+  run       devices and processes (the towers' mesh, §3.2), checkpoints and run.json
+  data      the input (§2, §4.1): ImageNet's files, preparing, loading, augmenting
+  programs  what launch/ runs: training (§5), evaluation, inference, features, imports,
+            sweeps, figures
+"""
 import os
 
-from alexnet_jax import environment
+from alexnet_jax.base import environment
+
+LAYERS = ("base", "nn", "run", "data", "programs")
 
 # Before any JAX backend starts, for the library's users as for the launchers (why, and
 # the launchers' other change: environment.py).

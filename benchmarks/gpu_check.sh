@@ -1,7 +1,7 @@
 #!/bin/bash
 # Issue 11's GPU checks in one run: the paper model's step, the training loop against it
 # (fp32 and bf16), the loader with several worker counts, and the real `launch.train` loop
-# with and without the prefetch thread; then the CPU-only forms (alexnet_jax/cpu_forms.py)
+# with and without the prefetch thread; then the CPU-only forms (alexnet_jax/nn/cpu_forms.py)
 # against the others' (`benchmarks/lrn_forms.py`). QUICK=1 leaves out the loader's extra
 # worker counts and the train run without the thread.
 #

@@ -16,7 +16,8 @@ import time
 
 import jax
 
-from alexnet_jax import benchmark, cpu_forms
+from alexnet_jax.nn import cpu_forms
+from alexnet_jax.programs import benchmark
 from experiments import imagenet_paper
 
 

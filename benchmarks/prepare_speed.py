@@ -29,7 +29,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from alexnet_jax import machine, prepare, records  # pylint: disable=wrong-import-position
+from alexnet_jax.base import machine, records
+from alexnet_jax.data import prepare  # pylint: disable=wrong-import-position
 
 CACHE = "/tmp/alexnet_prepare_speed"
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from alexnet_jax import machine  # pylint: disable=wrong-import-position  # standard library only
+from alexnet_jax.base import machine  # pylint: disable=wrong-import-position  # standard library only
 
 
 def paper_net(lrn: bool, overlap: bool, towers: int, classes: int) -> nn.Module:

@@ -11,7 +11,7 @@ holds its LRN and pooling ablations (experiments/sweeps/paper_claims.py).
         --config.data.data_dir=data/cifar10
 (a folder source is <root>/{train,test}/<class>/*.jpg.)
 """
-from alexnet_jax import models
+from alexnet_jax.nn import models
 from experiments import default
 
 

@@ -19,7 +19,7 @@ for local3 and local4, 0.01 for fc10) is one decay here, 0.004 on every kernel (
 biases, as there); its biases' learning rate is twice the weights' (epsB 0.002), here the
 same; it subtracts the mean image, here the per-channel mean.
 """
-from alexnet_jax import models
+from alexnet_jax.nn import models
 from experiments import default
 
 

@@ -5,18 +5,18 @@ line: `--config.batch_size=64 --config.model.lrn=False`.
 """
 import ml_collections
 
-from alexnet_jax import models
+from alexnet_jax.nn import models
 
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
-  """`preset`: the model's starting point (alexnet_jax/models.py PRESETS), 'paper' by
+  """`preset`: the model's starting point (alexnet_jax/nn/models.py PRESETS), 'paper' by
   default; on the command line `--config=experiments/default.py:owt`."""
   c = ml_collections.ConfigDict()
   c.seed = 0
 
   c.model = models.model_config(preset or "paper")
 
-  # Input (alexnet_jax/data.py, loader.py; augmentation on the device: augment.py).
+  # Input (alexnet_jax/data/dataset.py, loader.py; augmentation on the device: augment.py).
   c.data = ml_collections.ConfigDict()
   c.data.name = "prepared"       # 'prepared': data_dir is a `launch.prepare` output | 'tfds' |
                                  # 'shapes' (the quick start's generated data)
@@ -53,11 +53,11 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.step_epochs = (30, 60, 80)   # 'step': divide by 10 at these epochs
   c.warmup_epochs = 0.0          # 'cosine': linear warm-up first
 
-  # Fine-tuning (alexnet_jax/finetune.py): start from another workdir's parameters.
+  # Fine-tuning (alexnet_jax/programs/finetune.py): start from another workdir's parameters.
   c.init_from = ""               # '<workdir>' or '<workdir>:<step>' (latest by default)
   c.freeze = ()                  # layers not trained (no update, no weight decay): ('conv1',)
 
-  # Devices (alexnet_jax/sharding.py): (data, model); 0 = derive from the devices present.
+  # Devices (alexnet_jax/run/sharding.py): (data, model); 0 = derive from the devices present.
   c.mesh_shape = (0, 0)
 
   # Logging, evaluation and checkpoints, in steps.

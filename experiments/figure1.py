@@ -20,7 +20,7 @@ learning rate.
 Each preset's learning rate is the best of experiments/sweeps/figure1_lr.py (the short
 search, run from `:search`); experiments/results/figure1/ holds the search and the runs.
 """
-from alexnet_jax import models
+from alexnet_jax.nn import models
 from experiments import default
 
 # Chosen by experiments/sweeps/figure1_lr.py (experiments/results/figure1/lr_search/): the

@@ -1,5 +1,5 @@
 """The configs of the pretrained AlexNets that `launch.import_weights` brings in, and the
-starting point for fine-tuning them (alexnet_jax/pretrained.py).
+starting point for fine-tuning them (alexnet_jax/programs/pretrained.py).
 
 `:torchvision`  torchvision's AlexNet (the `owt` model, Krizhevsky 2014): 224 crops of
                 images resized to 256 the way torchvision.transforms does it, then its

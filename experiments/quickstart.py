@@ -1,9 +1,9 @@
 """The offline quick start: a two-tower AlexNet learns a small generated shapes dataset
-(alexnet_jax/synthetic.py; nothing is downloaded) in a few minutes on a 2-core CPU.
+(alexnet_jax/data/synthetic.py; nothing is downloaded) in a few minutes on a 2-core CPU.
 
     python -m launch.train --config=experiments/quickstart.py --workdir=/tmp/alexnet_quickstart
 """
-from alexnet_jax import models
+from alexnet_jax.nn import models
 from experiments import default
 
 

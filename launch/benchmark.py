@@ -18,7 +18,9 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import augment, benchmark, machine, synthetic, train
+from alexnet_jax.base import machine
+from alexnet_jax.data import augment, synthetic
+from alexnet_jax.programs import benchmark, train
 from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -57,7 +59,7 @@ def main(argv):
   train.validate(cfg)
   what = set(_WHAT.value)
   results = {"devices": [str(d) for d in jax.devices()], **machine.cpu(), "jax": jax.__version__,
-             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),   # see alexnet_jax/environment.py
+             "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),   # see alexnet_jax/base/environment.py
              "arch": cfg.model.arch, "features": list(cfg.model.features), "lrn": cfg.model.lrn,
              "towers": cfg.model.towers,
              "image_size": cfg.data.image_size, "batch": cfg.batch_size, "dtype": cfg.model.dtype}

@@ -28,7 +28,7 @@ from typing import Any, Callable, NoReturn
 from absl import app, flags, logging
 from etils import epath
 
-from alexnet_jax import environment, messages, pyfile
+from alexnet_jax.base import environment, messages, pyfile
 
 NOISY = ("/orbax/", "/etils/", "/jax/_src/", "/tensorflow_datasets/", "/gcsfs/", "/fsspec/")
 CONFIG_FLAG = "config"
@@ -127,7 +127,7 @@ def run(main: Callable[[list[str]], None], on_interrupt: str = "",
         wait_for_writes: bool = False, takes_args: bool = False,
         runs_xla: bool = True) -> None:
   """`app.run(main)` with what every launcher needs first: quiet library logs, a line for
-  each change of the process environment (alexnet_jax/environment.py; both are for XLA,
+  each change of the process environment (alexnet_jax/base/environment.py; both are for XLA,
   so not where it does not run: `runs_xla`), and a refusal of arguments after the flags
   unless `takes_args`. A ValueError or OSError out of `main` is one line (`fail`); so is a
   bad flag (`parse_flags`).

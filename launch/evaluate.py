@@ -10,7 +10,7 @@ single-crop (centre) and the ten-crop numbers.
 
 from absl import flags
 
-from alexnet_jax import inference
+from alexnet_jax.programs import inference
 from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")

@@ -17,7 +17,7 @@ big sets: --train_split='train[:10000]'.
 import numpy as np
 from absl import app, flags, logging
 
-from alexnet_jax import features, inference
+from alexnet_jax.programs import features, inference
 from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")

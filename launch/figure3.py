@@ -3,7 +3,7 @@
     python -m launch.figure3 --out=experiments/results/figure3 runs/t2_s0 runs/t2_s1 runs/t1_s0
 
 For each workdir (named by its last folder): each conv1 kernel's colour index
-(`alexnet_jax/colour.py`), each tower's mean and spread, the gap between the towers and a
+(`alexnet_jax/programs/colour.py`), each tower's mean and spread, the gap between the towers and a
 permutation p-value against random splits of the same kernels; a one-tower run is split
 into two seeded random halves, the control.
 
@@ -26,7 +26,9 @@ import jax
 import numpy as np
 from absl import flags
 
-from alexnet_jax import augment, colour, inference, models, visualize
+from alexnet_jax.data import augment
+from alexnet_jax.nn import models
+from alexnet_jax.programs import colour, inference, visualize
 from launch import cli
 
 _OUT = flags.DEFINE_string("out", None, "Folder for figure3.json, figure3.md and the PNGs.")

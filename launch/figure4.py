@@ -17,7 +17,7 @@ import sys
 import numpy as np
 from absl import flags
 
-from alexnet_jax import features, inference
+from alexnet_jax.programs import features, inference
 from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")

@@ -14,7 +14,8 @@ training is running is refused untouched.
 """
 from absl import flags
 
-from alexnet_jax import pretrained, workdir
+from alexnet_jax.base import workdir
+from alexnet_jax.programs import pretrained
 from experiments import pretrained as configs
 from launch import cli
 

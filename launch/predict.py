@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
-from alexnet_jax import inference
+from alexnet_jax.programs import inference
 from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (run.json, checkpoints/).")

@@ -1,4 +1,4 @@
-"""Prepares a dataset once as fixed-size squares (§2) for training: `alexnet_jax.prepare`.
+"""Prepares a dataset once as fixed-size squares (§2) for training: `alexnet_jax.data.prepare`.
 
     python -m launch.prepare --source=~/data/flowers --out=~/data/flowers-256
     python -m launch.prepare --source=imagenet:~/downloads/ilsvrc2012 --out=~/data/imagenet-256
@@ -9,7 +9,7 @@
 
 A folder source is `<root>/<split>/<class>/<image>`. `imagenet:<folder>` reads ILSVRC-2012 as
 downloaded: the official train and val tars with the devkit, Kaggle's layout, or an
-extracted copy (alexnet_jax/ilsvrc.py); labels are the sorted-WNID order. Rerunning the same command resumes an
+extracted copy (alexnet_jax/data/ilsvrc.py); labels are the sorted-WNID order. Rerunning the same command resumes an
 interrupted run, or says there is nothing to do; files that do not decode are skipped and
 listed in `<out>/skipped.txt`. A rerun also rewrites shards found truncated or damaged;
 `--verify` compares every shard's sha256 as well. Ctrl-C stops it at once; rerun to resume.
@@ -17,7 +17,7 @@ Train on it with `--config.data.data_dir=<out>`.
 """
 from absl import flags
 
-from alexnet_jax import prepare
+from alexnet_jax.data import prepare
 from launch import cli
 
 _SOURCE = flags.DEFINE_string("source", None, "Image folder <root>/<split>/<class>/<image>, "

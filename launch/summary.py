@@ -19,7 +19,8 @@ import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from alexnet_jax import inference, loader, summary
+from alexnet_jax.data import loader
+from alexnet_jax.programs import inference, summary
 from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

@@ -14,7 +14,7 @@ from absl import flags, logging
 from etils import epath
 from ml_collections import config_flags
 
-from alexnet_jax import sweep, sweep_report
+from alexnet_jax.programs import sweep, sweep_report
 from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/cifar10.py",

@@ -18,7 +18,9 @@ import jax
 from absl import flags, logging
 from ml_collections import config_flags
 
-from alexnet_jax import distributed, train, workdir
+from alexnet_jax.base import workdir
+from alexnet_jax.programs import train
+from alexnet_jax.run import distributed
 from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",

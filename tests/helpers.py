@@ -8,7 +8,9 @@ import sys
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
-from alexnet_jax import models, records, synthetic
+from alexnet_jax.base import records
+from alexnet_jax.data import synthetic
+from alexnet_jax.nn import models
 from experiments import quickstart
 
 

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from absl import logging  # noqa: E402
 
-from alexnet_jax import distributed, train  # noqa: E402
+from alexnet_jax.programs import train
+from alexnet_jax.run import distributed  # noqa: E402
 import helpers  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""On-device augmentation (alexnet_jax/augment.py): equal to the tf.data pipeline's maths for
+"""On-device augmentation (alexnet_jax/data/augment.py): equal to the tf.data pipeline's maths for
 the same draws, the draws themselves, sharding, and the display round trip."""
 import subprocess
 import sys
@@ -9,7 +9,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
 
-from alexnet_jax import augment
+from alexnet_jax.data import augment
 from experiments import default
 
 B, R, S = 4, 40, 32   # batch, prepared (= resize) size, crop size
@@ -135,7 +135,7 @@ def test_bad_input_scale():
 
 
 def test_no_tensorflow():
-  code = "import sys, alexnet_jax.augment; assert 'tensorflow' not in sys.modules"
+  code = "import sys, alexnet_jax.data.augment; assert 'tensorflow' not in sys.modules"
   subprocess.run([sys.executable, "-c", code], check=True)
 
 

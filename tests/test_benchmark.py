@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from alexnet_jax import environment, summary
+from alexnet_jax.base import environment
+from alexnet_jax.programs import summary
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

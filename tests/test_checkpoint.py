@@ -1,7 +1,7 @@
 """Which checkpoints orbax keeps: the newest K and the best by validation top-1 error."""
 import jax.numpy as jnp
 
-from alexnet_jax import checkpoint
+from alexnet_jax.run import checkpoint
 
 
 def test_keeps_latest_and_best(tmp_path):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from alexnet_jax import checkpoint, train
+from alexnet_jax.programs import train
+from alexnet_jax.run import checkpoint
 import helpers
 from test_faults import _wait_for, launch_train
 from test_train import tiny_config, with_data

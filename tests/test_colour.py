@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from alexnet_jax import colour
+from alexnet_jax.programs import colour
 
 
 def _gabor(size: int = 11, theta: float = 0.6, wavelength: float = 4.0) -> np.ndarray:
@@ -122,7 +122,9 @@ def test_launch_figure3_measures_the_kernels_as_trained_and_what_was_learned(tmp
   import sys
 
   import jax
-  from alexnet_jax import augment, models, pretrained
+  from alexnet_jax.data import augment
+  from alexnet_jax.nn import models
+  from alexnet_jax.programs import pretrained
   import helpers
 
   cfg = helpers.tiny_config()   # 16 conv1 kernels; 'standardized' input: per-channel gains

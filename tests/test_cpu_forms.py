@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import cpu_forms, models, pooling
+from alexnet_jax.nn import cpu_forms, models, pooling
 
 SIZE = 67   # conv1 -> 15x15 (padded to 16 before the pool), conv2 -> 7x7 (to 8)
 

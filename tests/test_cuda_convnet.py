@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import (augment, features, models, pooling, prepare, summary, sweep,
-                         sweep_report, train)
+from alexnet_jax.data import augment, prepare
+from alexnet_jax.nn import models, pooling
+from alexnet_jax.programs import features, summary, sweep, sweep_report, train
 from experiments import conv_local_11pct, figure1
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")
@@ -173,7 +174,7 @@ def test_conv_local_11pct_trains_on_24_crops_and_tests_on_cuda_convnets_views():
 def test_conv_local_11pct_defaults_learn_within_100_steps(tmp_path, threefry):
   """experiments/conv_local_11pct.py as shipped (init, rate, crops) on the real images: the
   training loss leaves ln 10 within 100 steps of batch 128."""
-  from alexnet_jax import loader   # pylint: disable=import-outside-toplevel
+  from alexnet_jax.data import loader   # pylint: disable=import-outside-toplevel
   cfg = conv_local_11pct.get_config()
   cfg.data.data_dir = str(tmp_path / "cifar10")
   prepare.prepare(os.path.join(DATA, "cifar10"), cfg.data.data_dir, size=32, workers=2)

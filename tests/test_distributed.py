@@ -1,7 +1,7 @@
 """When a launch joins a multi-process job (distributed.should_initialize)."""
 import pytest
 
-from alexnet_jax import distributed
+from alexnet_jax.run import distributed
 
 
 @pytest.fixture

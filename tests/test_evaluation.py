@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import evaluation
+from alexnet_jax.programs import evaluation
 
 
 @pytest.mark.parametrize("classes", [3, 10, 1000])

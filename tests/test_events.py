@@ -5,7 +5,7 @@ import logging
 
 from tensorboard.backend.event_processing import event_file_loader
 
-from alexnet_jax import events
+from alexnet_jax.base import events
 
 
 def _scalars(path):

@@ -15,7 +15,10 @@ import pytest
 from PIL import Image
 
 import helpers
-from alexnet_jax import checkpoint, data, loader, prepare, records, synthetic, train
+from alexnet_jax.base import records
+from alexnet_jax.data import dataset as data, loader, prepare, synthetic
+from alexnet_jax.programs import train
+from alexnet_jax.run import checkpoint
 from test_train import tiny_config, with_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -134,7 +137,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
 def with_empty_class(tmp_path_factory):
   """A small shapes folder with an empty class folder 'dog' (sorting between circle and
   hstripes), prepared as a user's folder would be."""
-  from alexnet_jax import prepare, synthetic
+  from alexnet_jax.data import prepare, synthetic
   root = tmp_path_factory.mktemp("empty_class")
   images = synthetic.make_shapes_dataset(str(root / "images"), train_per_class=4,
                                          test_per_class=2, size=72)
@@ -168,7 +171,7 @@ def test_classes_and_splits_are_checked_before_training(shapes_dir, with_empty_c
 def test_a_busy_workdir_is_refused_and_a_dead_trainers_lock_is_taken_over(shapes_dir,
                                                                           tmp_path):
   import socket
-  from alexnet_jax import workdir
+  from alexnet_jax.base import workdir
   cfg = with_data(tiny_config(num_train_steps=2, checkpoint_every_steps=2,
                               eval_every_steps=1000), shapes_dir)
   run = tmp_path / "run"

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from alexnet_jax import features
+from alexnet_jax.programs import features
 
 
 def test_same_class_share_counts_the_neighbours_with_the_querys_label():
@@ -36,7 +36,8 @@ def test_launch_figure4_draws_held_out_images_beside_their_nearest_training_imag
   """A workdir of random weights on the generated shapes: the grid, and a report whose
   queries are of distinct classes with their neighbours nearest first."""
   import jax
-  from alexnet_jax import models, pretrained
+  from alexnet_jax.nn import models
+  from alexnet_jax.programs import pretrained
   import helpers
 
   cfg = helpers.tiny_config(shapes_dir)

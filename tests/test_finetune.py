@@ -1,4 +1,4 @@
-"""Fine-tuning (alexnet_jax/finetune.py; train.py calls it): `init_from` restores parameters
+"""Fine-tuning (alexnet_jax/programs/finetune.py; train.py calls it): `init_from` restores parameters
 by name from any workdir, fc8 starts afresh when the classes differ, frozen layers stay
 exactly as restored, and other differences are one-line errors naming the layer."""
 import logging
@@ -10,7 +10,8 @@ import pytest
 from flax import traverse_util
 from PIL import Image
 
-from alexnet_jax import finetune, inference, prepare, pretrained, train
+from alexnet_jax.data import prepare
+from alexnet_jax.programs import finetune, inference, pretrained, train
 from experiments import pretrained as configs
 import helpers
 

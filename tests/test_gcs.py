@@ -151,7 +151,7 @@ def test_unreachable_gs_shards_are_one_line_not_a_hang(gcs, gs_data, tmp_path):
 def test_a_missing_or_truncated_shard_on_gs_is_named(gcs, gs_data, monkeypatch):
   env, fs = gcs
   monkeypatch.setenv("CLOUD_STORAGE_EMULATOR_ENDPOINT", env["STORAGE_EMULATOR_HOST"])
-  from alexnet_jax import loader  # pylint: disable=import-outside-toplevel
+  from alexnet_jax.data import loader  # pylint: disable=import-outside-toplevel
   shard = "train-00000-of-00001.array_record"
   for name, damage in [("missing", lambda path: fs.rm(path)),
                        ("truncated", lambda path: fs.pipe(path, fs.cat(path)[:5000]))]:

@@ -13,7 +13,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from alexnet_jax import ilsvrc, imagenet, prepare
+from alexnet_jax.data import ilsvrc, imagenet, prepare
 from test_prepare import ROOT, _read
 
 SYNSETS = imagenet.synsets()

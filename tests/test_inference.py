@@ -1,4 +1,4 @@
-"""Inference from checkpoints (alexnet_jax/inference.py, features.py, launch.predict/
+"""Inference from checkpoints (alexnet_jax/programs/inference.py, features.py, launch.predict/
 evaluate/features): restoring on any mesh, bad inputs, ten crops, reports, fc7 features."""
 import json
 import os
@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import (augment, checkpoint, evaluation, features, inference, loader, models,
-                         prepare, synthetic, train)
+from alexnet_jax.data import augment, loader, prepare, synthetic
+from alexnet_jax.nn import models
+from alexnet_jax.programs import evaluation, features, inference, train
+from alexnet_jax.run import checkpoint
 import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

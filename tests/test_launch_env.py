@@ -1,4 +1,4 @@
-"""alexnet_jax/environment.py: `python -m launch.<name>` re-executes itself once with
+"""alexnet_jax/base/environment.py: `python -m launch.<name>` re-executes itself once with
 glibc's malloc on transparent huge pages, keeps a user's own setting, does nothing off
 glibc 2.35+, and logs the changes it runs with. (That a launcher really runs that way, with
 its arguments: tests/test_benchmark.py.)"""
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from alexnet_jax import environment
+from alexnet_jax.base import environment
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

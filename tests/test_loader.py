@@ -8,7 +8,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from alexnet_jax import loader, records
+from alexnet_jax.base import records
+from alexnet_jax.data import loader
 import helpers
 
 N = 96
@@ -129,8 +130,8 @@ def test_an_image_folder_is_not_prepared_data_and_the_error_says_what_to_run(tmp
 
 
 def test_the_training_path_does_not_import_tensorflow():
-  code = ("import sys; import alexnet_jax.train, alexnet_jax.inference, alexnet_jax.features, "
-          "alexnet_jax.benchmark, alexnet_jax.synthetic, alexnet_jax.prepare; "
+  code = ("import sys; import alexnet_jax.programs.train, alexnet_jax.programs.inference, alexnet_jax.programs.features, "
+          "alexnet_jax.programs.benchmark, alexnet_jax.data.synthetic, alexnet_jax.data.prepare; "
           "print(sorted(m for m in sys.modules if m.split('.')[0] == 'tensorflow'))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

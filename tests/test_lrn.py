@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from jax.test_util import check_grads
 
-from alexnet_jax.lrn import effective_alpha, local_response_norm
+from alexnet_jax.nn.lrn import effective_alpha, local_response_norm
 
 RTOL = 1e-5
 

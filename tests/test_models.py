@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import lrn, models
+from alexnet_jax.nn import lrn, models
 
 
 def _init(cfg, size, batch=2, seed=0):

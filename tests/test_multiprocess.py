@@ -13,7 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoint, train
+from alexnet_jax.programs import train
+from alexnet_jax.run import checkpoint
 import helpers
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")

@@ -2,8 +2,8 @@
 import math
 import os
 
-from alexnet_jax import plateau, train
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.programs import plateau, train
+from alexnet_jax.base import workdir as workdir_lib
 import helpers
 
 LN10 = math.log(10)

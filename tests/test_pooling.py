@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax import pooling
+from alexnet_jax.nn import pooling
 
 
 @pytest.mark.parametrize("shape,window,stride", [

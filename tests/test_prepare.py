@@ -9,7 +9,8 @@ import pytest
 from array_record.python.array_record_module import ArrayRecordReader
 from PIL import Image
 
-from alexnet_jax import prepare, records
+from alexnet_jax.base import records
+from alexnet_jax.data import prepare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLOURS = {"cat": (255, 0, 0), "dog": (0, 255, 0), "fox": (0, 0, 255)}
@@ -252,7 +253,7 @@ def test_every_mode_is_read_as_8_bit_rgb_by_prepare_and_predict(tmp_path, name, 
                                                                  expected, atol):
   """High bit depths are scaled to 0-255, not clipped (an I;16 ramp is no longer all white);
   prepare and predict (inference.load_image) read a file the same way."""
-  from alexnet_jax import inference
+  from alexnet_jax.programs import inference
   path = tmp_path / "src" / "train" / "a" / f"0.{ext}"
   _save(str(path), make())
   with Image.open(path) as opened:

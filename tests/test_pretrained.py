@@ -1,4 +1,4 @@
-"""Pretrained nets (alexnet_jax/pretrained.py, state_dict.py, launch.import_weights) against
+"""Pretrained nets (alexnet_jax/programs/pretrained.py, state_dict.py, launch.import_weights) against
 their own runtimes: torchvision's AlexNet against torchvision, Caffe's bvlc_alexnet (an ONNX
 graph of its structure) against onnxruntime. The nets are random-weight, of the real
 architectures. torch, torchvision, onnx and onnxruntime are test-only (requirements-test.txt).
@@ -20,7 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import augment, features, imagenet, inference, pretrained, state_dict, train
+from alexnet_jax.data import augment, imagenet
+from alexnet_jax.nn import state_dict
+from alexnet_jax.programs import features, inference, pretrained, train
 from experiments import pretrained as configs
 
 torch = pytest.importorskip("torch")

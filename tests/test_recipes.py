@@ -16,7 +16,10 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from alexnet_jax import augment, loader, models, prepare, records, train
+from alexnet_jax.base import records
+from alexnet_jax.data import augment, loader, prepare
+from alexnet_jax.nn import models
+from alexnet_jax.programs import train
 from experiments import cifar10, imagenette, quickstart
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")

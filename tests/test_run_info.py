@@ -1,4 +1,4 @@
-"""run.json and the same-run rule (alexnet_jax/run_info.py): the config travels with each
+"""run.json and the same-run rule (alexnet_jax/run/run_info.py): the config travels with each
 checkpoint, so a deleted or damaged run.json neither turns the check off nor blocks the
 workdir; a run that failed before it started leaves nothing that blocks the corrected
 command; a run resumes on another mesh."""
@@ -11,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from alexnet_jax import checkpoint, inference, run_info, train
+from alexnet_jax.programs import inference, train
+from alexnet_jax.run import checkpoint, run_info
 from test_faults import ROOT, TINY_FLAGS, assert_one_line_error
 from test_train import tiny_config, with_data
 

@@ -5,7 +5,10 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import augment, models, sharding, train
+from alexnet_jax.data import augment
+from alexnet_jax.nn import models
+from alexnet_jax.programs import train
+from alexnet_jax.run import sharding
 from experiments import default
 
 SIZE, SQUARE, BATCH = 67, 75, 8

@@ -4,7 +4,8 @@ import sys
 
 import pytest
 
-from alexnet_jax import models, summary
+from alexnet_jax.nn import models
+from alexnet_jax.programs import summary
 
 # Parameter counts at the stated class counts: the paper model with two towers and with
 # one (seed 001), torchvision's AlexNet, and the 48-128-192-192-128 net of seed 003.
@@ -84,7 +85,7 @@ def test_layer_signal_counts_the_relus_shut_for_every_image():
 
 def test_launch_measures_a_trained_checkpoint(shapes_dir, tmp_path):
   import helpers  # pylint: disable=import-outside-toplevel
-  from alexnet_jax import train  # pylint: disable=import-outside-toplevel
+  from alexnet_jax.programs import train  # pylint: disable=import-outside-toplevel
   workdir = str(tmp_path / "run")
   train.train_and_evaluate(helpers.tiny_config(shapes_dir, num_train_steps=2,
                                                checkpoint_every_steps=2), workdir)

@@ -1,4 +1,4 @@
-"""Ablation sweeps (alexnet_jax/sweep.py, launch/sweep.py, experiments/sweeps/*): the grid,
+"""Ablation sweeps (alexnet_jax/programs/sweep.py, launch/sweep.py, experiments/sweeps/*): the grid,
 the reports, skipping finished runs, resuming interrupted ones, and every definition on
 every experiment config."""
 import csv
@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import pytest
 from scipy import stats
 
-from alexnet_jax import models, sweep, sweep_report, synthetic, train
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.data import synthetic
+from alexnet_jax.nn import models
+from alexnet_jax.programs import sweep, sweep_report, train
+from alexnet_jax.base import workdir as workdir_lib
 from experiments import cifar10, imagenet_paper, imagenette, quickstart
 import helpers
 

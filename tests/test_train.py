@@ -11,7 +11,10 @@ import numpy as np
 import optax
 import pytest
 
-from alexnet_jax import checkpoint, loader, models, train
+from alexnet_jax.data import loader
+from alexnet_jax.nn import models
+from alexnet_jax.programs import train
+from alexnet_jax.run import checkpoint
 import helpers
 
 
@@ -257,8 +260,8 @@ def test_non_finite_parameters_are_never_checkpointed(shapes_dir, tmp_path, monk
 def test_training_does_not_import_inference():
   """Training sits below inference: both read checkpoints through checkpoint.py and
   run.json through run_info.py."""
-  code = ("import sys, alexnet_jax.train; print(sorted(m for m in sys.modules if m in "
-          "('alexnet_jax.inference', 'alexnet_jax.pretrained', 'alexnet_jax.features')))")
+  code = ("import sys, alexnet_jax.programs.train; print(sorted(m for m in sys.modules if m in "
+          "('alexnet_jax.programs.inference', 'alexnet_jax.programs.pretrained', 'alexnet_jax.programs.features')))")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        timeout=120)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_jax import visualize
+from alexnet_jax.programs import visualize
 from test_train import tiny_config, with_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,7 +33,7 @@ def test_kernel_grid_rejects_non_rgb():
 def test_launch_visualize_draws_a_two_tower_checkpoints_conv1(shapes_dir, tmp_path):
   """The entry point on a trained workdir: a PNG of the kernel grid's shape (plus the
   title), with the kernels' colours in it, not a blank canvas."""
-  from alexnet_jax import train
+  from alexnet_jax.programs import train
   cfg = with_data(tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2),
                   shapes_dir)
   train.train_and_evaluate(cfg, str(tmp_path))

@@ -8,7 +8,7 @@ the same for the same crop offsets, flips and lighting draws.
 import numpy as np
 import tensorflow as tf
 
-from alexnet_jax.augment import input_gain  # the scale's constants, not its maths
+from alexnet_jax.data.augment import input_gain  # the scale's constants, not its maths
 
 # PCA lighting constants (fb.resnet.torch), RGB order, 0-1 scale. Rows of EIGVEC are the R, G
 # and B components of the three eigenvectors' coordinates: shift = EIGVEC @ (alpha * EIGVAL).

@@ -1,4 +1,4 @@
-"""Ablation sweeps (alexnet_jax/sweep.py): each file's get_sweep(base_cfg) lists variants as
+"""Ablation sweeps (alexnet_jax/programs/sweep.py): each file's get_sweep(base_cfg) lists variants as
 {dotted config field: value}, run for every seed in SEEDS.
 
     python -m launch.sweep --sweep=experiments/sweeps/lrn.py --root=/tmp/sweeps/lrn \

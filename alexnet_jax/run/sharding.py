@@ -37,7 +37,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from alexnet_jax import models
+from alexnet_jax.nn import models
 
 DATA, MODEL = "data", "model"
 

@@ -14,8 +14,8 @@ import os
 
 from absl import logging
 
-from alexnet_jax import augment, loader
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.data import augment, loader
+from alexnet_jax.base import workdir as workdir_lib
 
 NAMES = ("prepared", "tfds", "shapes")
 
@@ -32,7 +32,7 @@ def resolve(cfg, workdir: str):
     raise ValueError("data.name is 'tfds' but data.tfds_name is not set (e.g. "
                      "--config.data.tfds_name=cifar10)")
   if data.name == "shapes":
-    from alexnet_jax import synthetic  # pylint: disable=import-outside-toplevel
+    from alexnet_jax.data import synthetic  # pylint: disable=import-outside-toplevel
     root = data.data_dir or _shapes_root(workdir, cfg)
     synthetic.make_prepared_shapes(root, num_classes=int(cfg.model.num_classes),
                                    size=augment.square_size(data))

@@ -20,7 +20,8 @@ import optax
 from absl import logging
 from tqdm import tqdm
 
-from alexnet_jax import augment, dispatch
+from alexnet_jax.data import augment
+from alexnet_jax.run import dispatch
 
 CENTRE_CROP = augment.CENTRE_CROP   # the centre crop's index among the ten crops
 

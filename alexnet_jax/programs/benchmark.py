@@ -20,7 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from alexnet_jax import augment, cpu_forms, loader, lrn, train
+from alexnet_jax.data import augment, loader
+from alexnet_jax.nn import cpu_forms, lrn
+from alexnet_jax.programs import train
 
 
 def _median_seconds(fn: Callable[[], object], warmup: int, repeats: int) -> dict:

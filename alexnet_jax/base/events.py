@@ -18,7 +18,7 @@ from etils import epath
 from tensorboard.compat.proto import event_pb2, summary_pb2
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.base import workdir as workdir_lib
 
 
 class _Upload(io.BytesIO):

@@ -2,7 +2,7 @@
 
 What runs where, and why:
   host    §2: every image is brought once to a `resize_size` square (shorter side to
-          `resize_size`, then the central square), stored as uint8 (alexnet_jax/records.py);
+          `resize_size`, then the central square), stored as uint8 (alexnet_jax/base/records.py);
           batches travel to the devices as uint8, a quarter of the float32 bytes.
   device  §4.1, inside the jitted train step: a random `image_size` crop of the square, a
           random horizontal flip and PCA colour lighting, then the input scale. The paper did

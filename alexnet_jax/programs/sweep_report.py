@@ -15,9 +15,9 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from alexnet_jax import visualize
-from alexnet_jax import workdir as workdir_lib
-from alexnet_jax.sweep import Run, read_result
+from alexnet_jax.programs import visualize
+from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.programs.sweep import Run, read_result
 
 
 def epochs_to_train_error(records: Sequence[dict], threshold: float) -> float | None:

@@ -53,7 +53,8 @@ from array_record.python.array_record_module import ArrayRecordReader
 import numpy as np
 from PIL import Image
 
-from alexnet_jax import dispatch, records
+from alexnet_jax.base import records
+from alexnet_jax.run import dispatch
 
 
 class Split:

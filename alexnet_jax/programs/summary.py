@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from alexnet_jax import models
+from alexnet_jax.nn import models
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +81,7 @@ def layer_signal(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.
   Where `signal / bias` is small, the layer's output is nearly its bias whatever the image,
   and the gradients below it say little about the input: the paper's biases of 1 in conv2,
   conv4, conv5, fc6 and fc7 (§5) drown a narrow net's shrinking signal this way."""
-  from alexnet_jax import augment  # pylint: disable=import-outside-toplevel
+  from alexnet_jax.data import augment  # pylint: disable=import-outside-toplevel
   size = int(data_cfg.image_size)
   model = models.create_model(model_cfg, size)
   x = augment.eval_images(jnp.asarray(images), data_cfg)

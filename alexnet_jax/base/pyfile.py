@@ -9,7 +9,7 @@ import re
 import traceback
 import types
 
-from alexnet_jax import messages
+from alexnet_jax.base import messages
 
 
 def load(path: str, what: str) -> types.ModuleType:

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 from absl import logging
 
-from alexnet_jax import imagenet
+from alexnet_jax.data import imagenet
 
 PREFIX = "imagenet:"
 TRAIN_TAR = "ILSVRC2012_img_train.tar"

@@ -61,8 +61,9 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 from tqdm import tqdm
 
-from alexnet_jax import ilsvrc, records
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.base import records
+from alexnet_jax.data import ilsvrc
+from alexnet_jax.base import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
@@ -201,7 +202,7 @@ def tfds_source(name: str, data_dir: str | None, splits: list[str] | None,
                 per_shard: int) -> tuple[list[str], dict[str, list[Shard]]]:
   """A tfds dataset prepared in `data_dir` -> (class names, {split: shards}); never downloads."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel  # TF only here
-  from alexnet_jax import loader  # pylint: disable=import-outside-toplevel  # not in the workers
+  from alexnet_jax.data import loader  # pylint: disable=import-outside-toplevel  # not in the workers
   builder = loader.tfds_builder(name, data_dir or "", random_access=False)
   features = builder.info.features
   available = list(builder.info.splits)

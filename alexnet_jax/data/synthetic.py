@@ -132,7 +132,8 @@ def make_prepared_shapes(root: str, *, num_classes: int = 4, size: int = 64, see
   into place: every process of a job may call this, and a crash never leaves half of one.
   A folder that cannot be written (read-only, full) is an OSError naming it, in one line.
   """
-  from alexnet_jax import prepare, records  # pylint: disable=import-outside-toplevel
+  from alexnet_jax.base import records
+  from alexnet_jax.data import prepare  # pylint: disable=import-outside-toplevel
   root = os.path.abspath(os.path.expanduser(root))
   if os.path.exists(records.info_path(root)):
     return root

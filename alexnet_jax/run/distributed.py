@@ -20,7 +20,7 @@ from typing import Callable, NoReturn
 import jax
 from absl import logging
 
-from alexnet_jax import messages
+from alexnet_jax.base import messages
 
 
 def should_initialize(coordinator_address: str | None, num_processes: int | None,

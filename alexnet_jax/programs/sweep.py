@@ -27,8 +27,9 @@ from typing import Any, Callable, Sequence
 import ml_collections
 from absl import logging
 
-from alexnet_jax import pyfile, train
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.base import pyfile
+from alexnet_jax.programs import train
+from alexnet_jax.base import workdir as workdir_lib
 
 
 

@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from alexnet_jax import cpu_forms as cpu_forms_lib
-from alexnet_jax import lrn as lrn_lib
-from alexnet_jax import pooling
+from alexnet_jax.nn import cpu_forms as cpu_forms_lib
+from alexnet_jax.nn import lrn as lrn_lib
+from alexnet_jax.nn import pooling
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,8 +22,9 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
-from alexnet_jax import augment, loader, models
-from alexnet_jax.inference import Restored, readable_names
+from alexnet_jax.data import augment, loader
+from alexnet_jax.nn import models
+from alexnet_jax.programs.inference import Restored, readable_names
 
 
 def _sown(model_cfg) -> list[str]:

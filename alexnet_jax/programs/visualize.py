@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alexnet_jax import workdir as workdir_lib
+from alexnet_jax.base import workdir as workdir_lib
 
 
 def kernel_grid(kernel: np.ndarray, towers: int, columns: int = 16, gap: int = 1) -> np.ndarray:
