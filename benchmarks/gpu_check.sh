@@ -39,7 +39,7 @@ fi
   python3 -c "import jax, flax, optax, orbax.checkpoint, grain; print('jax', jax.__version__,
 'flax', flax.__version__, 'optax', optax.__version__, jax.devices())"; } 2>&1 | tee "$OUT/machine.txt"
 
-python3 -c "from alexnet_jax import synthetic
+python3 -c "from alexnet_jax.data import synthetic
 synthetic.make_prepared_shapes('/tmp/shapes', num_classes=4, size=256)" || exit 1
 
 quiet() { grep -v '^[IW][0-9]\{4\} '; }   # absl's INFO/WARNING lines stay in the logs only

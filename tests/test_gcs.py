@@ -114,7 +114,7 @@ def test_gs_data_in_worker_processes_without_tensorflow(gcs, gs_data):
   env = {k: v for k, v in env.items()
          if k not in ("CLOUD_STORAGE_EMULATOR_ENDPOINT", "EPATH_USE_TF")}
   code = ("import sys, ml_collections\n"
-          "from alexnet_jax import loader\n"
+          "from alexnet_jax.data import loader\n"
           "if __name__ == '__main__':\n"
           f"  cfg = ml_collections.ConfigDict(dict(name='prepared', data_dir={gs_data!r},\n"
           "      train_split='train', eval_split='test'))\n"
