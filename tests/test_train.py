@@ -2,6 +2,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from alexnet_jax.data import loader
 from alexnet_jax.nn import models
 from alexnet_jax.programs import train
 from alexnet_jax.run import checkpoint
+from experiments import default
 import helpers
 
 
@@ -266,3 +268,23 @@ def test_training_does_not_import_inference():
                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                        timeout=120)
   assert out.stdout.strip() == "[]", out.stderr[-2000:]
+
+
+def test_bf16_on_a_cpu_warns_because_xla_computes_it_in_f32(caplog):
+  """The warning's premise, checked on this jaxlib: a bf16 convolution compiles to an f32
+  one. When XLA:CPU computes bf16 natively this fails, and the warning should go."""
+  x, w = jnp.ones((2, 9, 9, 3), jnp.bfloat16), jnp.ones((3, 3, 3, 4), jnp.bfloat16)
+  conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
+  hlo = conv.lower(x, w).compile().as_text()
+  assert re.search(r"f32\[2,9,9,4\]\S* convolution\(", hlo), hlo
+  cfg = default.get_config()
+  cfg.model.dtype = "bfloat16"
+  with caplog.at_level("WARNING"):
+    train.validate(cfg)
+  assert train.BF16_ON_CPU in caplog.text
+  caplog.clear()
+  cfg.model.dtype = "float32"
+  with caplog.at_level("WARNING"):
+    train.validate(cfg)
+  assert train.BF16_ON_CPU not in caplog.text

@@ -190,6 +190,16 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
   if cfg.batch_size % data:
     raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {data} data-parallel "
                      f"devices of mesh (data={data}, model={model})")
+  if cfg.model.dtype == "bfloat16" and jax.default_backend() == "cpu":
+    logging.warning(BF16_ON_CPU)
+
+
+# XLA:CPU (jax 0.10) converts bf16 convolutions and matmuls to f32 before computing them
+# (the compiled HLO holds f32 convolutions fed by converts, with every XLA:CPU flag tried:
+# benchmarks/README.md), so bf16 adds conversions and saves nothing.
+BF16_ON_CPU = ("model.dtype=bfloat16 on a CPU: XLA:CPU computes bf16 convolutions and "
+               "matmuls in float32, so this runs slower than float32, not faster "
+               "(benchmarks/README.md, bf16 on a CPU)")
 
 
 # --------------------------------------------------------------------------- the loop
