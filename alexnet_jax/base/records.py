@@ -238,6 +238,9 @@ def _hint(root: str) -> str:
         source = json.load(f)["options"]["source"]
     except (OSError, ValueError, KeyError, TypeError):
       source = "<the source it was prepared from>"
+    if "://" in root:   # prepare writes local folders: finish the local copy, copy it again
+      return ("it is an unfinished launch.prepare output; finish the local folder it was "
+              f"copied from (--source={source}) and copy it to {root} again")
     return ("it is an unfinished launch.prepare output; finish it with the command that "
             f"wrote it: python -m launch.prepare --source={source} --out={root}")
   return ("it looks like an image folder; prepare it first: python -m launch.prepare "
