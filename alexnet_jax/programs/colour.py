@@ -170,7 +170,8 @@ def markdown(runs: dict[str, dict], decision: dict) -> str:
             f"(95th percentile {'n/a, no control' if threshold is None else f'{threshold:.3f}'})"
             f" with permutation p < {decision['alpha']}: {decision['count']} of "
             f"{len(decision['two_tower_runs'])}"
-            + (f" (chance if the towers were random halves: about {decision['chance_all']:.2g});"
+            + (f" (the chance that all {len(decision['two_tower_runs'])} would, if the towers "
+               f"were random halves: about {decision['chance_all']:.2g});"
                f" the p-values pooled (Fisher): {decision['fisher_p']:.3g}"
                if decision["chance_all"] is not None else "") + "."]
   return "\n".join(lines) + "\n"
