@@ -32,6 +32,7 @@ raised before anything is written. Split sizes other than ILSVRC-2012's are a wa
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
 import re
@@ -74,8 +75,9 @@ class TarMember(NamedTuple):
 
 # ---------------------------------------------------------------- labels
 
+@functools.lru_cache(maxsize=1)
 def wnid_labels() -> dict[str, int]:
-  """WNID -> label: its index among the 1,000 sorted WNIDs."""
+  """WNID -> label: its index among the 1,000 sorted WNIDs (one dict, not to be changed)."""
   return {wnid: i for i, wnid in enumerate(imagenet.synsets())}
 
 
