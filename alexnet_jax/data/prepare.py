@@ -3,8 +3,9 @@
 §2 of the paper: "we down-sampled the images to a fixed resolution of 256 x 256. Given a
 rectangular image, we first rescaled the image such that the shorter side was of length 256,
 and then cropped out the central 256x256 patch from the resulting image." `prepare` does that
-once (`records.square`: PIL bicubic resize, which antialiases when shrinking), so that
-training reads uint8 squares and does its own random 224x224 crops. An image already
+once (`records.decode_image`, libjpeg-turbo; `records.square_pixels`, a bicubic resize that
+antialiases when shrinking), so that training reads uint8 squares and does its own random
+224x224 crops. An image already
 `size` x `size` is stored untouched: CIFAR-10 prepared at size 32 keeps its pixels bit-exact
 (raw encoding).
 
@@ -15,11 +16,15 @@ Sources:
             (numpy default_rng(0)) so that 'train[:90%]' holds every class.
   'tfds:<name>'  a tfds dataset already prepared in `tfds_data_dir` (never downloaded), in
             its stored order. Only this path imports tensorflow_datasets.
+  'imagenet:<folder>'  ILSVRC-2012 as downloaded: its tars and devkit, Kaggle's layout or
+            an extracted copy (`ilsvrc`), shuffled as a folder source is.
 
 Files that do not decode (truncated, empty, not an image) are skipped, never fatal; they are
 listed with a reason in dataset.json (`skipped`) and in `<out>/skipped.txt`. Images are
-decoded and resized in a pool of worker processes; the main process writes the records in
-order, so the output is deterministic whatever the number of workers.
+decoded and resized in a pool of worker processes, CHUNK inputs per message (a worker reads
+its own files and tar members); the main process writes the records in order, so the
+output is deterministic whatever the number of workers, and a thread hashes each finished
+shard beside the next one's writing.
 
 Resumable: each shard is written as `<shard>.tmp`, its sidecar `<shard>.json` (class counts,
 record count, size, sha256, skipped files, options) is written, then the shard is renamed.
