@@ -1,8 +1,8 @@
 """Prepared datasets: every image stored once as a square of fixed size (§2), in ArrayRecord.
 
 The paper down-sampled every ImageNet image to 256x256 before training (§2: shorter side to
-256, then the central 256x256 patch): `square`, with PIL's bicubic resize, which
-antialiases when shrinking. `launch.prepare` does that once; training then reads fixed-size
+256, then the central 256x256 patch): `square_pixels`, a bicubic (Catmull-Rom) resize
+widened by the shrink factor so that it antialiases, run in libvips. `launch.prepare` does that once; training then reads fixed-size
 uint8 squares and does the rest (random crops, flips, lighting) on the device.
 
 A prepared dataset is a folder:
@@ -26,7 +26,8 @@ scaled to 0-255, not clipped.
 from one listing of the folder (fsspec: gcsfs), and the shards are read by array_record's
 own GCS reader (loader.py).
 
-Only numpy, PIL, array_record and etils.epath: nothing here imports TensorFlow.
+Only numpy, PIL, simplejpeg, libvips (pyvips), array_record and etils.epath: nothing here
+imports TensorFlow.
 """
 from __future__ import annotations
 
