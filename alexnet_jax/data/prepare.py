@@ -126,10 +126,11 @@ def encode_image(source: "str | bytes | ilsvrc.TarMember", size: int, encoding: 
 
 def _work(item: Item, size: int, encoding: str, quality: int) -> tuple[str, int, bytes | None,
                                                                        str | None]:
-  """Runs in a worker: (name, label, payload or None, skip reason or None)."""
+  """Runs in a worker: (name, label, the record or None, skip reason or None)."""
   name, label, source = item
   try:
-    return name, label, encode_image(source, size, encoding, quality), None
+    record = records.encode(label, encode_image(source, size, encoding, quality))
+    return name, label, record, None   # the whole record: the main process only writes it
   except Exception as e:  # pylint: disable=broad-except  # any undecodable file is skipped
     return name, label, None, _reason(e)
 
@@ -312,7 +313,7 @@ def _write_shard(out: str, name: str, shard: Shard, results: Iterator,
       if payload is None:
         skipped.append([item_name, reason])
       else:
-        writer.write(records.encode(label, payload))
+        writer.write(payload)
         counts[label] += 1
     writer.close()
   except RuntimeError as e:   # array_record's C++ status: a full disk, a folder not writable
