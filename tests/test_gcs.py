@@ -229,3 +229,15 @@ def test_prepare_refuses_a_gs_out_in_one_line(gcs, tmp_path):
   assert last.startswith("error: --out gs://alexnet-test/prepared: launch.prepare writes a "
                          "local folder"), last
   assert not (tmp_path / "gs:").exists() and not fs.exists("alexnet-test/prepared")
+
+
+def test_generated_shapes_are_never_written_to_a_bucket_path(tmp_path):
+  """data.name='shapes' makes its dataset here; a gs:// data_dir would become a local
+  ./gs:/ folder, so it is one line instead."""
+  from experiments import quickstart  # pylint: disable=import-outside-toplevel
+  from alexnet_jax.data import dataset  # pylint: disable=import-outside-toplevel
+  cfg = quickstart.get_config()
+  cfg.data.name, cfg.data.data_dir = "shapes", "gs://alexnet-test/shapes"
+  with pytest.raises(ValueError, match="written to a local folder"):
+    dataset.resolve(cfg, str(tmp_path))
+  assert not os.path.exists("gs:")

@@ -33,6 +33,9 @@ def resolve(cfg, workdir: str):
                      "--config.data.tfds_name=cifar10)")
   if data.name == "shapes":
     from alexnet_jax.data import synthetic  # pylint: disable=import-outside-toplevel
+    if workdir_lib.is_url(data.data_dir):   # made and prepared here: a local folder
+      raise ValueError(f"data.data_dir={data.data_dir}: the generated 'shapes' dataset is "
+                       "written to a local folder; leave data_dir empty or give a local path")
     root = data.data_dir or _shapes_root(workdir, cfg)
     synthetic.make_prepared_shapes(root, num_classes=int(cfg.model.num_classes),
                                    size=augment.square_size(data))

@@ -66,9 +66,8 @@ from array_record.python.array_record_module import ArrayRecordWriter
 from PIL import Image
 from tqdm import tqdm
 
-from alexnet_jax.base import records
+from alexnet_jax.base import messages, records, workdir as workdir_lib
 from alexnet_jax.data import ilsvrc
-from alexnet_jax.base import workdir as workdir_lib
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
@@ -319,7 +318,7 @@ def _write_shard(out: str, name: str, shard: Shard, results: Iterator,
   except RuntimeError as e:   # array_record's C++ status: a full disk, a folder not writable
     with contextlib.suppress(OSError):
       os.remove(tmp)   # gives a full disk its space back
-    raise OSError(f"could not write {tmp}: {_first_line(e) or 'write failed'}") from e
+    raise OSError(f"could not write {tmp}: {messages.one_line(e, 300)}") from e
   return counts, skipped
 
 
@@ -333,10 +332,6 @@ def _finish_shard(out: str, name: str, key: str, options: dict, counts: list[int
                                     "bytes": os.path.getsize(tmp), "sha256": _sha256(tmp),
                                     "skipped": skipped})
   os.replace(tmp, os.path.join(out, name))
-
-
-def _first_line(error: Exception) -> str:
-  return (str(error).strip().splitlines() or [""])[0]
 
 
 def _results(pool, items: Iterable[Item], options: dict) -> Iterator:
