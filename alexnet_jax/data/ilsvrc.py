@@ -302,8 +302,3 @@ def splits(root: str, wanted: list[str] | None = None) -> dict[str, list[Input]]
                       "%d (fine for a subset)", split, len(inputs), len(inputs) - SIZES[split],
                       SIZES[split])
   return out
-
-
-def class_names() -> list[str]:
-  return list(imagenet.synsets())
-

@@ -67,7 +67,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from alexnet_jax.base import messages, records, workdir as workdir_lib
-from alexnet_jax.data import ilsvrc
+from alexnet_jax.data import ilsvrc, imagenet
 
 WRITER_OPTIONS = "group_size:1,uncompressed"
 TFDS_PREFIX = "tfds:"
@@ -184,8 +184,8 @@ def folder_source(root: str, per_shard: int) -> tuple[list[str], dict[str, list[
 def imagenet_source(root: str, splits: list[str] | None,
                     per_shard: int) -> tuple[list[str], dict[str, list[Shard]]]:
   """ILSVRC-2012 as downloaded (ilsvrc.py) -> (the 1,000 sorted WNIDs, {split: shards})."""
-  return ilsvrc.class_names(), {split: _shuffled_plan(inputs, per_shard)
-                                for split, inputs in ilsvrc.splits(root, splits).items()}
+  return imagenet.synsets(), {split: _shuffled_plan(inputs, per_shard)
+                               for split, inputs in ilsvrc.splits(root, splits).items()}
 
 
 def _shuffled_plan(inputs: list[Item], per_shard: int) -> list[Shard]:
