@@ -76,8 +76,8 @@ def main(argv):
     train = features.extract(restored, train_split, data_dir=_DATA_DIR.value,
                              progress=True, layer=_LAYER.value)
     idx, dist = features.neighbour_grid(
-        restored, query, train, train_split, neighbours=_NEIGHBOURS.value,
-        queries=_QUERIES.value, path=_PNG.value, data_dir=_DATA_DIR.value)
+        restored, query, train, neighbours=_NEIGHBOURS.value, queries=_QUERIES.value,
+        path=_PNG.value)
     extra = {"neighbour_indices": idx, "neighbour_distances": dist,
              "train_split": train_split}
     print(f"wrote {_PNG.value}: {len(idx)} queries from {split}, {idx.shape[1]} nearest of "

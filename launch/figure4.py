@@ -40,9 +40,9 @@ def main(argv):
     queries = features.pick_queries(held["labels"], _QUERIES.value, _SEED.value)
     idx, dist = features.nearest(held["features"][queries], train["features"], _NEIGHBOURS.value)
     names = inference.readable_names(restored.class_names)
-    shown = features.images_at(data, data.train_split, idx.reshape(-1))
+    shown = features.images_at(train["split"], data, idx.reshape(-1))
     features.save_grid(
-        png, features.images_at(data, data.eval_split, queries),
+        png, features.images_at(held["split"], data, queries),
         shown.reshape(*idx.shape, *shown.shape[1:]),
         [f"held out: {names[held['labels'][q]]}" for q in queries],
         [[f"{names[train['labels'][j]]} ({d:.3g})" for j, d in zip(row, drow)]

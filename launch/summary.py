@@ -58,7 +58,8 @@ def main(argv):
     data_cfg = cfg.data.copy_and_resolve_references()
     data_cfg.unlock()
     data_cfg.name, data_cfg.data_dir = "prepared", _SIGNAL.value
-    batches = loader.eval_batches(data_cfg, _SPLIT.value or data_cfg.eval_split, _IMAGES.value)
+    batches = loader.eval_batches(
+        loader.open_split(data_cfg, _SPLIT.value or data_cfg.eval_split), _IMAGES.value)
     images = np.asarray(next(iter(itertools.islice(batches, 1)))["image"])
     print(f"\n{at} ({cfg.model.init_scheme} init, {cfg.data.input_scale} input "
           f"scale, {len(images)} images): the output's spread over images against the bias")

@@ -181,7 +181,7 @@ def test_conv_local_11pct_defaults_learn_within_100_steps(tmp_path, threefry):
   cfg.mesh_shape = (1, 1)
   trainer = train.Trainer(cfg, steps_per_epoch=390)
   state = trainer.init(jax.random.key(cfg.seed))
-  batches = loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed)
+  batches = loader.train_batches(loader.open_split(cfg.data), cfg.batch_size, seed=cfg.seed)
   losses = []
   for _ in range(100):
     state, m = trainer.train_step(state, trainer.zero_sums(),

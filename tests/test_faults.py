@@ -298,7 +298,8 @@ def test_a_dataset_json_that_does_not_fit_its_shards_is_one_line_naming_it(prepa
   out, path = _edited_info(prepared, tmp_path, edit)
   cfg = tiny_config(data_dir=out, **{"data.eval_split": "test", "model.num_classes": 4})
   with pytest.raises(ValueError, match=f"^{path}:? {message}"):
-    data.check_classes(cfg.data, 4)   # what training calls before compiling
+    for spec in ("train", "test"):   # what training opens before compiling
+      loader.open_split(cfg.data, spec)
 
 
 def test_a_record_count_that_disagrees_with_dataset_json_names_the_shard(prepared, tmp_path):
@@ -570,7 +571,7 @@ def test_a_log_line_says_when_prepared_squares_are_resized_on_the_device(shapes_
   cfg = with_data(tiny_config(), shapes_dir)
   cfg.data.resize_size = 80
   with caplog.at_level("INFO"):
-    data.check_classes(cfg.data, 4)
+    data.check_classes(cfg.data, loader.open_split(cfg.data), 4)
   assert (f"holds 72x72 squares: every batch is resized to 80x80 on the device (prepare it "
           "with --size=80 to skip that)") in caplog.text
 

@@ -118,7 +118,7 @@ def test_gs_data_in_worker_processes_without_tensorflow(gcs, gs_data):
           "if __name__ == '__main__':\n"
           f"  cfg = ml_collections.ConfigDict(dict(name='prepared', data_dir={gs_data!r},\n"
           "      train_split='train', eval_split='test'))\n"
-          "  it = loader.train_batches(cfg, 8, seed=0, workers=1)\n"
+          "  it = loader.train_batches(loader.open_split(cfg), 8, seed=0, workers=1)\n"
           "  labels = [int(l) for _ in range(3) for l in next(it)['label']]\n"
           "  it.close()\n"
           "  print(len(labels), sorted(set(labels)), "

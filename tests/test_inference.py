@@ -281,7 +281,7 @@ def test_imagenet_synsets_get_wordnet_names():
 def test_evaluate_report_equals_a_direct_computation(restored, data_dir):
   report = inference.evaluate(restored, "test", ten_crop=True)
   single, ten, labels = [], [], []
-  for batch in loader.eval_batches(restored.cfg.data, "test", 16):
+  for batch in loader.eval_batches(loader.open_split(restored.cfg.data, "test"), 16):
     real = batch["mask"] > 0
     x = centre_crops(restored, batch["image"][real], ten_crop=True)      # [b, 10, S, S, 3]
     out = direct_logits(restored, x.reshape(-1, *x.shape[2:])).reshape(len(x), 10, -1)

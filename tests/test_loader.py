@@ -25,6 +25,10 @@ def data_cfg(root, train_split="train"):
                                     "train_split": train_split})
 
 
+def train_split(root):
+  return loader.open_split(data_cfg(root))
+
+
 @pytest.fixture(scope="module")
 def tfds_dir(tmp_path_factory):
   pytest.importorskip("tensorflow_datasets")
@@ -42,13 +46,13 @@ def indices(it, batches):
 
 
 def test_batches_are_uint8_squares_with_their_labels(indexed):
-  batch = next(loader.train_batches(data_cfg(indexed), 8, seed=0))
+  batch = next(loader.train_batches(train_split(indexed), 8, seed=0))
   assert batch["image"].dtype == np.uint8 and batch["image"].shape == (8, 8, 8, 3)
   np.testing.assert_array_equal(batch["label"], helpers.index_of(batch["image"]) % 4)
 
 
 def test_every_epoch_is_a_new_permutation_of_the_whole_split(indexed):
-  it = loader.train_batches(data_cfg(indexed), 8, seed=0)
+  it = loader.train_batches(train_split(indexed), 8, seed=0)
   first, second = indices(it, N // 8), indices(it, N // 8)
   assert sorted(first) == sorted(second) == list(range(N))   # each epoch: every record once
   assert not np.array_equal(first, second)                   # in a new order
@@ -60,8 +64,8 @@ def test_every_epoch_is_a_new_permutation_of_the_whole_split(indexed):
 @pytest.mark.parametrize("count", [2, 4])
 def test_feeds_read_their_rows_of_the_same_global_batches(indexed, count):
   """Global batch k is the same on any layout: feed i reads block i of its rows."""
-  whole = indices(loader.train_batches(data_cfg(indexed), 8, seed=0), 2 * N // 8)
-  parts = [indices(loader.train_batches(data_cfg(indexed), 8, seed=0, feed_index=i,
+  whole = indices(loader.train_batches(train_split(indexed), 8, seed=0), 2 * N // 8)
+  parts = [indices(loader.train_batches(train_split(indexed), 8, seed=0, feed_index=i,
                                         feed_count=count), 2 * N // 8) for i in range(count)]
   rows = 8 // count
   joined = np.stack([p.reshape(-1, rows) for p in parts], 1).reshape(-1)
@@ -71,15 +75,15 @@ def test_feeds_read_their_rows_of_the_same_global_batches(indexed, count):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_start_resumes_at_that_global_batch(indexed, workers):
-  it = loader.train_batches(data_cfg(indexed), 8, seed=3, workers=workers)
+  it = loader.train_batches(train_split(indexed), 8, seed=3, workers=workers)
   indices(it, 17)                          # past the first epoch (12 batches)
   expected = indices(it, 5)
   it.close()
-  again = loader.train_batches(data_cfg(indexed), 8, seed=3, start=17, workers=workers)
+  again = loader.train_batches(train_split(indexed), 8, seed=3, start=17, workers=workers)
   np.testing.assert_array_equal(indices(again, 5), expected)
   again.close()
   # On two feeds (a resume on another number of processes) the rows are the same.
-  halves = [loader.train_batches(data_cfg(indexed), 8, seed=3, start=17, feed_index=i,
+  halves = [loader.train_batches(train_split(indexed), 8, seed=3, start=17, feed_index=i,
                                  feed_count=2) for i in range(2)]
   joined = np.stack([indices(h, 5).reshape(5, 4) for h in halves], 1).reshape(-1)
   np.testing.assert_array_equal(joined, expected)
@@ -88,7 +92,7 @@ def test_start_resumes_at_that_global_batch(indexed, workers):
 def test_device_iterator_thread_raises_the_host_error_in_the_loop(indexed):
   def put(batch):
     raise OSError("disk gone")
-  it = loader.DeviceIterator(loader.train_batches(data_cfg(indexed), 8, seed=0), put)
+  it = loader.DeviceIterator(loader.train_batches(train_split(indexed), 8, seed=0), put)
   with pytest.raises(OSError, match="disk gone"):
     next(it)
   it.close()
@@ -99,8 +103,8 @@ def test_evaluation_sees_every_example_once_with_padding_masked(indexed, count):
   spec, batch = "test[:50]", 8
   seen, lengths = [], set()
   for p in range(count):
-    batches = list(loader.eval_batches(data_cfg(indexed), spec, batch, feed_index=p,
-                                       feed_count=count))
+    batches = list(loader.eval_batches(loader.open_split(data_cfg(indexed), spec), batch,
+                                       feed_index=p, feed_count=count))
     lengths.add(len(batches))
     for b in batches:
       assert b["image"].shape[0] == batch and b["image"].dtype == np.uint8
@@ -148,7 +152,7 @@ def test_a_tfds_dataset_is_read_directly_as_squares_with_its_labels(tfds_dir):
   assert sorted(index) == list(range(48))
   assert [int(e["label"]) for e in examples] == [i % 4 for i in index]
   # One epoch of batches is a permutation; a slice pair partitions the split.
-  it = loader.train_batches(tfds_cfg(tfds_dir), 8, seed=0)
+  it = loader.train_batches(loader.open_split(tfds_cfg(tfds_dir)), 8, seed=0)
   assert sorted(indices(it, 6)) == list(range(48))
   halves = [loader.open_split(tfds_cfg(tfds_dir), s) for s in ("test[:50%]", "test[50%:]")]
   assert sorted(helpers.index_of(np.stack([h[i]["image"] for h in halves

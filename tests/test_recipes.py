@@ -36,10 +36,11 @@ def prepared(tmp_path_factory, name: str, size: int) -> str:
 
 def train_losses(cfg, steps: int) -> list[float]:
   """Mean training loss of each of the first `steps` steps of `cfg`'s own schedule."""
-  n = loader.num_examples(cfg.data, cfg.data.train_split)
+  split = loader.open_split(cfg.data)
+  n = len(split)
   trainer = train.Trainer(cfg, steps_per_epoch=max(1, n // cfg.batch_size))
   state = trainer.init(jax.random.key(cfg.seed))
-  batches = loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed)
+  batches = loader.train_batches(split, cfg.batch_size, seed=cfg.seed)
   losses = []
   for _ in range(steps):
     state, m = trainer.train_step(state, trainer.zero_sums(),

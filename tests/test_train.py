@@ -12,6 +12,7 @@ import numpy as np
 import optax
 import pytest
 
+from alexnet_jax.base import records
 from alexnet_jax.data import loader
 from alexnet_jax.nn import models
 from alexnet_jax.programs import train
@@ -83,7 +84,7 @@ def test_train_step_compiles_once(shapes_dir):
   cfg = with_data(tiny_config(), shapes_dir)
   trainer = train.Trainer(cfg)
   state = trainer.init(jax.random.key(0))
-  batches = loader.train_batches(cfg.data, cfg.batch_size, seed=0)
+  batches = loader.train_batches(loader.open_split(cfg.data), cfg.batch_size, seed=0)
   sums = trainer.zero_sums()
   for i in range(3):
     state, sums = trainer.train_step(state, sums, trainer.device_batch(next(batches)),
@@ -92,17 +93,27 @@ def test_train_step_compiles_once(shapes_dir):
   assert int(state.step) == 3 and float(sums["count"]) == 3 * cfg.batch_size
 
 
-def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_path, caplog):
-  cfg = with_data(tiny_config(num_train_steps=60, eval_every_steps=60, eval_batches=-1,
+def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_path, caplog,
+                                                             monkeypatch):
+  cfg = with_data(tiny_config(num_train_steps=60, eval_every_steps=30, eval_batches=-1,
                               checkpoint_every_steps=30, log_every_steps=10), shapes_dir)
   cfg.model.dropout = 0.0
+  opened = []   # each split is opened, and its shards checked, once per run
+  check_split = records.check_split
+
+  def counted(root, info, name):
+    opened.append(name)
+    return check_split(root, info, name)
+
+  monkeypatch.setattr(records, "check_split", counted)
   with caplog.at_level("INFO"):
     final = train.train_and_evaluate(cfg, str(tmp_path))
+  assert sorted(opened) == ["test", "train"]   # two evaluations
   lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
-  assert len(lines) == 7 and "images/s" in lines[0] and " left" in lines[0], lines
+  assert len(lines) == 8 and "images/s" in lines[0] and " left" in lines[0], lines
   assert not any("top-5" in line for line in lines)   # 4 classes: top-5 error is always 0
-  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  losses = [r["train_loss"] for r in records if "train_loss" in r]
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  losses = [r["train_loss"] for r in rows if "train_loss" in r]
   assert losses[-1] < 0.8 * losses[0], losses
   assert final["top1_error"] < 0.6   # 4 balanced classes: chance is 0.75
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["30", "60"]

@@ -56,13 +56,11 @@ def _listed(names) -> str:
   return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
 
 
-def check_classes(data_cfg, num_classes: int) -> list[str]:
-  """The dataset's classes against the model's `num_classes`, and both splits opened;
+def check_classes(data_cfg, train, num_classes: int) -> list[str]:
+  """The classes of the opened training split `train` against the model's `num_classes`;
   returns the class names. ValueError (one line) naming the classes involved: a class with
   no training images (its label would never be learned, and an image folder's empty class
-  shifts every label after it), more or fewer classes than outputs, or a bad split."""
-  train = loader.open_split(data_cfg, data_cfg.train_split)
-  loader.open_split(data_cfg, data_cfg.eval_split)
+  shifts every label after it), or more or fewer classes than outputs."""
   info, names = train.info, list(train.info["class_names"])
   where = loader.describe(data_cfg)
   counts = info["splits"][train.name].get("class_counts") or []   # tfds: not known

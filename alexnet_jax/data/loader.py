@@ -217,8 +217,11 @@ def describe(data_cfg) -> str:
   return f"data.data_dir {data_cfg.data_dir!r}"
 
 
-def open_split(data_cfg, spec: str) -> Split | TfdsSplit:
-  """The split `spec` of the run's data (`data.name` 'prepared' or 'tfds')."""
+def open_split(data_cfg, spec: str | None = None) -> Split | TfdsSplit:
+  """The split `spec` (default: `data.train_split`) of the run's data (`data.name`
+  'prepared' or 'tfds'), its shards checked: open it once and pass it to `train_batches`
+  and `eval_batches`."""
+  spec = spec or data_cfg.train_split
   if data_cfg.name == "tfds":
     return TfdsSplit(data_cfg.tfds_name, data_cfg.data_dir, spec, data_cfg.resize_size)
   return Split(data_cfg.data_dir, spec)
@@ -245,12 +248,11 @@ def _ignore_sigint(worker_index: int, worker_count: int) -> None:
   signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def train_batches(data_cfg, batch_size: int, *, seed: int, feed_index: int = 0,
-                  feed_count: int = 1, start: int = 0, workers: int = 0
+def train_batches(split: Split | TfdsSplit, batch_size: int, *, seed: int,
+                  feed_index: int = 0, feed_count: int = 1, start: int = 0, workers: int = 0
                   ) -> grain.DatasetIterator:
   """An endless iterator of this process's rows of the global batches `start`, `start`+1,
-  ... (see the module docstring). `batch_size` is the global batch."""
-  split = open_split(data_cfg, data_cfg.train_split)
+  ... of an opened split (see the module docstring). `batch_size` is the global batch."""
   if len(split) < batch_size:
     raise ValueError(f"training split {split.spec!r} of {split.root} has {len(split)} "
                      f"examples, fewer than one batch of {batch_size}")
@@ -263,11 +265,10 @@ def train_batches(data_cfg, batch_size: int, *, seed: int, feed_index: int = 0,
   return iter(_with_workers(ds.to_iter_dataset(_read_options(workers)), workers))
 
 
-def eval_batches(data_cfg, spec: str, batch_size: int, *, feed_index: int = 0,
+def eval_batches(split: Split | TfdsSplit, batch_size: int, *, feed_index: int = 0,
                  feed_count: int = 1, workers: int = 0) -> Iterator[dict]:
-  """This feed's batches of an evaluation split, padded as the module docstring says;
-  `batch_size` is per feed."""
-  split = open_split(data_cfg, spec)
+  """This feed's batches of an opened evaluation split, padded as the module docstring
+  says; `batch_size` is per feed."""
   local = grain.MapDataset.source(split)[feed_index::feed_count]
   num_batches = num_eval_batches(len(split), batch_size, feed_count)
   ds = _with_workers(local.batch(batch_size).to_iter_dataset(_read_options(workers)), workers)
@@ -291,12 +292,8 @@ def num_eval_batches(num_examples: int, batch_size: int, feed_count: int = 1) ->
   return math.ceil(math.ceil(num_examples / feed_count) / batch_size)
 
 
-def num_examples(data_cfg, spec: str) -> int:
-  return len(open_split(data_cfg, spec))
-
-
 def class_names(data_cfg) -> list[str]:
-  return list(open_split(data_cfg, data_cfg.train_split).info["class_names"])
+  return list(open_split(data_cfg).info["class_names"])
 
 
 class DeviceIterator:

@@ -83,11 +83,11 @@ def train_and_eval_step(cfg: ml_collections.ConfigDict, warmup: int = 2, repeats
           "train_gflop_per_image": float(cost.get("flops", 0.0)) / b / 1e9}
 
 
-def _loop_seconds(stepper: Stepper, cfg, steps: int, warmup: int, workers: int,
+def _loop_seconds(stepper: Stepper, cfg, split, steps: int, warmup: int, workers: int,
                   thread: bool) -> tuple[float, dict]:
   """Seconds per step of the loop, and a batch it read."""
   batches = loader.DeviceIterator(
-      loader.train_batches(cfg.data, cfg.batch_size, seed=0, workers=workers),
+      loader.train_batches(split, cfg.batch_size, seed=0, workers=workers),
       stepper.trainer.device_batch, thread=thread)
   try:   # compiles; grain's workers take turns, so two rounds see every worker started
     for _ in range(warmup + 2 * workers):
@@ -108,8 +108,9 @@ def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, worke
   The loop as `train.py` runs it (batches read and put on the devices by a background
   thread), and for comparison with the loop's own thread doing both ('inline')."""
   stepper = Stepper(cfg)
-  loop_s, batch = _loop_seconds(stepper, cfg, steps, warmup, workers, thread=True)
-  inline_s, _ = _loop_seconds(stepper, cfg, steps, warmup, workers, thread=False)
+  split = loader.open_split(cfg.data)
+  loop_s, batch = _loop_seconds(stepper, cfg, split, steps, warmup, workers, thread=True)
+  inline_s, _ = _loop_seconds(stepper, cfg, split, steps, warmup, workers, thread=False)
   t = time.perf_counter()
   for _ in range(steps):
     stepper(batch)
@@ -125,7 +126,8 @@ def loop(cfg: ml_collections.ConfigDict, steps: int = 20, warmup: int = 3, worke
 def input_rate(data_cfg, batch_size: int, batches: int = 20, warmup: int = 3,
                workers: int = 0) -> dict:
   """The training loader alone: uint8 batches of prepared squares per second."""
-  it = loader.train_batches(data_cfg, batch_size, seed=0, workers=workers)
+  it = loader.train_batches(loader.open_split(data_cfg), batch_size, seed=0,
+                            workers=workers)
   try:
     for _ in range(warmup + 2 * workers):   # every worker started (they take turns)
       next(it)

@@ -107,16 +107,17 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
   evaluation order.
 
   Returns {'features': float32 [N, D], 'labels': int32 [N], 'images': uint8 [K, S, S, 3]
-  (the first `keep_images` centre crops, for display), 'layer': the sown name}.
+  (the first `keep_images` centre crops, for display), 'layer': the sown name, 'split': the
+  opened split, for `images_at`}.
   """
   cfg = restored.cfg
-  data_cfg = restored.data_config(data_dir, split)
+  data_cfg, opened = restored.open_data(data_dir, split)
   layer = layer_name(cfg.model, layer) if layer else feature_layer(cfg.model)
   fn = make_feature_fn(restored, layer)
   feats, labels, images = [], [], []
   kept, t0 = 0, time.perf_counter()
-  total = loader.num_eval_batches(loader.num_examples(data_cfg, split), cfg.batch_size)
-  batches = tqdm(loader.eval_batches(data_cfg, split, cfg.batch_size), total=total,
+  total = loader.num_eval_batches(len(opened), cfg.batch_size)
+  batches = tqdm(loader.eval_batches(opened, cfg.batch_size), total=total,
                  disable=not progress, desc=f"features of {split}", unit="batch")
   for i, batch in enumerate(batches):
     real = batch["mask"] > 0
@@ -136,7 +137,7 @@ def extract(restored: Restored, split: str, *, data_dir: str | None = None,
   return {"features": np.concatenate(feats), "labels": np.concatenate(labels).astype(np.int32),
           "images": (np.concatenate(images) if images
                      else np.zeros((0, size, size, 3), np.uint8)),
-          "layer": layer}
+          "layer": layer, "split": opened}
 
 
 def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:
@@ -144,9 +145,10 @@ def to_uint8(squares: np.ndarray, data_cfg) -> np.ndarray:
   return np.asarray(augment.from_model_input(augment.eval_images(squares, data_cfg), data_cfg))
 
 
-def images_at(data_cfg, split: str, indices: Sequence[int]) -> np.ndarray:
-  """uint8 centre crops of the examples at `indices` of `split`, in the order given."""
-  source = loader.open_split(data_cfg, split)
+def images_at(source, data_cfg, indices: Sequence[int]) -> np.ndarray:
+  """uint8 centre crops of the examples at `indices` of the opened split `source`, in the
+  order given."""
+  split = source.spec
   size = int(data_cfg.image_size)
   bad = [int(i) for i in indices if not 0 <= int(i) < len(source)]
   if bad:
@@ -227,15 +229,13 @@ def save_grid(path: str, queries: np.ndarray, neighbours: np.ndarray,
   plt.close(fig)
 
 
-def neighbour_grid(restored: Restored, query: dict, train: dict, train_split: str, *,
-                   neighbours: int, queries: int, path: str, data_dir: str | None = None
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def neighbour_grid(restored: Restored, query: dict, train: dict, *, neighbours: int,
+                   queries: int, path: str) -> tuple[np.ndarray, np.ndarray]:
   """Queries (the first of `query`, from `extract(..., keep_images=queries)`) beside their
   nearest examples of `train` (from `extract`); writes the PNG, returns (indices, distances)."""
   k = min(queries, len(query["images"]))
   idx, dist = nearest(query["features"][:k], train["features"], neighbours)
-  data_cfg = restored.data_config(data_dir, train_split)
-  flat = images_at(data_cfg, train_split, idx.reshape(-1))
+  flat = images_at(train["split"], restored.cfg.data, idx.reshape(-1))
   names = readable_names(restored.class_names)
   save_grid(path, query["images"][:k], flat.reshape(*idx.shape, *flat.shape[1:]),
             [f"query: {names[query['labels'][i]]}" for i in range(k)],

@@ -40,6 +40,7 @@ from PIL import Image, ImageFile
 
 from alexnet_jax.base import records
 from alexnet_jax.data import augment, imagenet, loader
+from alexnet_jax.nn import models
 from alexnet_jax.programs import evaluation
 from alexnet_jax.run import checkpoint, run_info, sharding
 from alexnet_jax.data import dataset as data_lib
@@ -72,18 +73,18 @@ class Restored:
   def put(self, batch: dict) -> dict:
     return sharding.put_batch(self.batch_sharding, batch)
 
-  def data_config(self, data_dir: str | None = None, split: str | None = None):
-    """The run's `data` config, reading `data_dir` instead when given; ValueError when the
-    classes of its `split` (default: the run's train split) are not the ones this
-    checkpoint was trained on. Only `split` is opened: a test set need not have the run's
-    train split."""
+  def open_data(self, data_dir: str | None = None, split: str | None = None):
+    """(the run's `data` config, reading `data_dir` instead when given; its `split`
+    (default: the run's train split), opened). ValueError when the split's classes are not
+    the ones this checkpoint was trained on. Only `split` is opened: a test set need not
+    have the run's train split."""
     data_cfg = self.cfg.data.copy_and_resolve_references()
     if data_dir:
       data_cfg.data_dir = data_dir
-    opened = loader.open_split(data_cfg, split or data_cfg.train_split)
+    opened = loader.open_split(data_cfg, split)
     check_data_classes(self, data_cfg, list(opened.info["class_names"]))
     data_lib.log_resize(data_cfg, opened.image_size)
-    return data_cfg
+    return data_cfg, opened
 
 
 def _tuples(tree):
@@ -144,7 +145,8 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
                        mesh_shape, batch_size)
     mesh = sharding.make_mesh(cfg, devices)
     size = cfg.data.image_size
-    shapes = checkpoint.abstract_params(cfg.model, size)   # no optimiser
+    model = models.create_model(cfg.model, size)
+    shapes = checkpoint.abstract_params(model, size)   # no optimiser
     param_shardings = sharding.param_shardings(mesh, shapes)
     with checkpoint.readable(manager, step, steps):
       saved = checkpoint.stored_shapes(manager, step)
@@ -164,7 +166,7 @@ def load(workdir: str, step: int | str = "latest", *, devices: Sequence[Any] | N
                     len(names), cfg.model.num_classes)
     names = [str(i) for i in range(cfg.model.num_classes)]
   logging.info("restored checkpoint %d of %s on mesh %s", step, workdir, dict(mesh.shape))
-  apply_fn = sharding.make_apply_fn(cfg.model, size, mesh)
+  apply_fn = sharding.make_apply_fn(model, mesh)
   batch_sharding = sharding.batch_sharding(mesh)
   evaluator = evaluation.Evaluator(apply_fn, cfg.data, param_shardings, batch_sharding,
                                    sharding.replicated(mesh),
@@ -347,13 +349,13 @@ def evaluate(restored: Restored, split: str, *, ten_crop: bool = False,
   batches. Logs progress every `log_every` batches.
   """
   cfg = restored.cfg
-  data_cfg = restored.data_config(data_dir, split)
-  num = loader.num_examples(data_cfg, split)
+  data_cfg, opened = restored.open_data(data_dir, split)
+  num = len(opened)
   total = loader.num_eval_batches(num, cfg.batch_size)
   logging.info("evaluating checkpoint %d on %s (%d examples, %d batches of %d%s)",
                restored.step, split, num, total, cfg.batch_size,
                ", ten crops" if ten_crop else "")
-  batches = loader.eval_batches(data_cfg, split, cfg.batch_size)
+  batches = loader.eval_batches(opened, cfg.batch_size)
   result = restored.evaluator.run(restored.params, batches, ten_crop=ten_crop, total=total,
                                   log_every=log_every, progress=progress)
   return {

@@ -51,7 +51,8 @@ TORCHVISION_MODULES = dict(zip(CONVS + FCS, (
 
 def param_shapes(cfg: ml_collections.ConfigDict) -> dict[str, tuple[int, ...]]:
   """'conv1/kernel' -> shape, of the model that `cfg` describes."""
-  return checkpoint.leaf_shapes(checkpoint.abstract_params(cfg.model, int(cfg.data.image_size)))
+  return checkpoint.leaf_shapes(checkpoint.abstract_params(
+      models.create_model(cfg.model, int(cfg.data.image_size)), int(cfg.data.image_size)))
 
 
 def _conv_kernel(w: np.ndarray) -> np.ndarray:

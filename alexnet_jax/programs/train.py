@@ -143,7 +143,7 @@ class Trainer:
     self.mesh = sharding.make_mesh(cfg, devices)
     self.image_size = cfg.data.image_size
     self.model = models.create_model(cfg.model, self.image_size)
-    self.apply_fn = sharding.make_apply_fn(cfg.model, self.image_size, self.mesh)
+    self.apply_fn = sharding.make_apply_fn(self.model, self.mesh)
     self.tx = create_optimizer(cfg, steps_per_epoch)
     self.batch_sharding = sharding.batch_sharding(mesh=self.mesh)
     self.feed = sharding.feed(self.mesh)   # this process's rows of each global batch
@@ -292,13 +292,16 @@ class _Run:
 
   def __init__(self, cfg: ml_collections.ConfigDict, workdir: str, allow_changes: bool):
     self.cfg, self.workdir = cfg, workdir
-    class_names = data.check_classes(cfg.data, cfg.model.num_classes)   # before compiling
+    # Each split is opened (its shards checked) once, here, before anything compiles.
+    self.train_split = loader.open_split(cfg.data, cfg.data.train_split)
+    self.eval_split = loader.open_split(cfg.data, cfg.data.eval_split)
+    class_names = data.check_classes(cfg.data, self.train_split, cfg.model.num_classes)
     self.info = run_info.make(cfg, class_names)
     self.is_chief = jax.process_index() == 0
     self.manager = checkpoint.create_manager(workdir, cfg.keep_checkpoints)
     old = run_info.stored(workdir, bool(self.manager.all_steps()), rebuild=self.is_chief)
     run_info.check_same_run(workdir, old, self.info, allow_changes)   # before any writing
-    self.n_train = loader.num_examples(cfg.data, cfg.data.train_split)
+    self.n_train = len(self.train_split)
     self.steps_per_epoch = max(1, self.n_train // cfg.batch_size)
     self.total_steps = num_train_steps(cfg, self.steps_per_epoch)
     self.trainer = Trainer(cfg, self.steps_per_epoch)
@@ -312,9 +315,9 @@ class _Run:
     self.local_batch = cfg.batch_size // feed.count
     self.workers = data.num_workers(cfg.data)
     self.batches = loader.DeviceIterator(
-        loader.train_batches(cfg.data, cfg.batch_size, seed=cfg.seed, feed_index=feed.index,
-                             feed_count=feed.count, start=self.step or 0,   # a batch a step
-                             workers=self.workers),
+        loader.train_batches(self.train_split, cfg.batch_size, seed=cfg.seed,
+                             feed_index=feed.index, feed_count=feed.count,
+                             start=self.step or 0, workers=self.workers),   # a batch a step
         self.trainer.device_batch, thread=cfg.data.prefetch_thread)
     self.all_finite = jax.jit(lambda tree: jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])))
@@ -357,9 +360,8 @@ class _Run:
   def evaluate(self, params, step: int, keep: bool = True) -> dict:
     cfg = self.cfg
     feed = self.trainer.feed
-    batches = loader.eval_batches(cfg.data, cfg.data.eval_split, self.local_batch,
-                                  feed_index=feed.index, feed_count=feed.count,
-                                  workers=self.workers)
+    batches = loader.eval_batches(self.eval_split, self.local_batch, feed_index=feed.index,
+                                  feed_count=feed.count, workers=self.workers)
     if cfg.eval_batches >= 0:
       batches = itertools.islice(batches, cfg.eval_batches)
     report = self.trainer.evaluator.run(params, batches)

@@ -142,9 +142,8 @@ def stored_run(manager: ocp.CheckpointManager, step: int) -> dict | None:
 
 # ------------------------------------------------------------------------ shapes
 
-def abstract_params(model_cfg, image_size: int) -> Any:
+def abstract_params(model: models.AlexNet, image_size: int) -> Any:
   """The model's parameters as ShapeDtypeStructs: what a checkpoint's are compared with."""
-  model = models.create_model(model_cfg, image_size)
   return jax.eval_shape(lambda: model.init(
       jax.random.key(0), jnp.zeros((1, image_size, image_size, 3)))["params"])
 

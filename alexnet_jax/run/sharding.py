@@ -156,15 +156,17 @@ def put_batch(batch_sharding: NamedSharding, batch: dict) -> dict:
   return out
 
 
-def make_apply_fn(model_cfg: ml_collections.ConfigDict, image_size: int, mesh: Mesh):
-  """`apply(params, images, rng, train) -> logits` with the towers laid out on `mesh`.
+def make_apply_fn(model: models.AlexNet, mesh: Mesh):
+  """`apply(params, images, rng, train) -> logits` of `model` (models.create_model's) with
+  its towers laid out on `mesh`.
 
   `images` is [B, H, W, 3] sharded over `data`; `logits` [B, classes] likewise. With
   train=True, each example's dropout masks come from `rng` and its index in the global
   batch (models.AlexNet._dropout), so they are the same on every mesh.
   """
   towers_on_devices = mesh.shape[MODEL] > 1
-  model = models.create_model(model_cfg, image_size, MODEL if towers_on_devices else None)
+  if towers_on_devices:   # each device computes its own tower: conv2/4/5 stay local
+    model = model.clone(model_axis=MODEL)
 
   def local(params, images, rng, train):
     rngs, b = None, images.shape[0]
