@@ -11,6 +11,8 @@ from alexnet_jax.base import environment
 from alexnet_jax.programs import summary
 import helpers
 
+pytestmark = pytest.mark.slow   # one launch.benchmark process does every mode
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -19,6 +19,7 @@ def steps_in(ckpts):
   return sorted(int(p) for p in os.listdir(ckpts) if p.isdigit()) if ckpts.exists() else []
 
 
+@pytest.mark.slow
 def test_sigterm_saves_at_the_next_step_and_exits_0(shapes_dir, tmp_path):
   workdir = tmp_path / "run"
   cmd = launch_train(workdir, "--config.num_train_steps=100000",

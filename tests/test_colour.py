@@ -110,6 +110,7 @@ def test_one_run_without_a_gap_fails_the_verdict_and_renumbering_does_not():
   assert decision["count"] == 2
 
 
+@pytest.mark.slow
 def test_launch_figure3_measures_the_kernels_as_trained_and_what_was_learned(tmp_path):
   """Two workdirs whose conv1 is its initialisation plus known kernels (grey Gabors in
   tower 1, red-green ones in tower 2; a one-tower control mixing both), divided by the

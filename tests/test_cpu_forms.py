@@ -47,6 +47,7 @@ def test_the_builder_takes_the_backends_forms_unless_forced_or_given():
   assert cpu_forms.default() == (jax.default_backend() == "cpu")
 
 
+@pytest.mark.slow
 def test_the_forms_are_the_models_not_a_global_read_while_tracing():
   """A model built with one set of forms traces them inside `forced` of the other."""
   images = jnp.zeros((1, SIZE, SIZE, 3))
@@ -65,7 +66,7 @@ def test_pooling_gradient_follows_the_argument():
   assert "select_and_scatter" in hlo[False]
 
 
-@pytest.mark.parametrize("lrn", [True, False])
+@pytest.mark.parametrize("lrn", [pytest.param(True, marks=pytest.mark.slow), False])
 def test_model_pads_before_the_pool_with_or_without_lrn_and_gives_the_same_numbers(lrn):
   """With LRN off the pool reads the same padded activation as with it (issue 23: the
   LRN-off model pooled through a crop); the parameters, logits and gradients do not

@@ -77,6 +77,7 @@ def test_launch_reports_a_bad_configuration_in_one_line(tmp_path, flag, message)
   assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_failed_checkpoint_write_keeps_the_previous_one(shapes_dir, tmp_path, monkeypatch):
   cfg = with_data(tiny_config(num_train_steps=10, checkpoint_every_steps=5,
                               eval_every_steps=1000), shapes_dir)
@@ -97,6 +98,7 @@ def test_failed_checkpoint_write_keeps_the_previous_one(shapes_dir, tmp_path, mo
   assert int(state.step) == 5
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir, tmp_path):
   workdir = tmp_path / "run"
   cmd = lambda steps: launch_train(
@@ -368,6 +370,7 @@ def _group_gone(pgid, seconds=10):
   return False
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_prepare_and_its_workers_at_once_and_two_prepares_never_share_an_out(
     tmp_path):
   big = np.add.outer(np.arange(2000), np.arange(2000)).astype(np.uint8)   # slow to decode
@@ -407,6 +410,7 @@ def test_ctrl_c_stops_prepare_and_its_workers_at_once_and_two_prepares_never_sha
   assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 2])
 def test_ctrl_c_stops_training_with_one_line_and_the_rerun_resumes(shapes_dir, tmp_path,
                                                                    workers):

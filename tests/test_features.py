@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from alexnet_jax.programs import features
 
@@ -31,6 +32,7 @@ def test_pick_queries_takes_one_example_of_each_of_distinct_classes():
   assert len(set(few)) == 3
 
 
+@pytest.mark.slow
 def test_launch_figure4_draws_held_out_images_beside_their_nearest_training_images(
     shapes_dir, tmp_path):
   """A workdir of random weights on the generated shapes: the grid, and a report whose

@@ -38,6 +38,7 @@ def test_parse_init_from():
   assert finetune.parse_init_from("/data/x:y/run") == ("/data/x:y/run", "latest")
 
 
+@pytest.mark.slow
 def test_fine_tune_from_a_step_with_frozen_layers(source, shapes_dir, tmp_path, caplog):
   caplog.set_level(logging.INFO)
   cfg = helpers.tiny_config(shapes_dir, num_train_steps=2, checkpoint_every_steps=2,

@@ -95,6 +95,7 @@ def gs_data(gcs, shapes_dir):
   return "gs://alexnet-test/data"
 
 
+@pytest.mark.slow
 def test_training_reads_a_prepared_dataset_on_gs(gcs, gs_data, tmp_path):
   env, _ = gcs
   # Only gcsfs's variable: the loader points google-cloud-cpp (array_record's reader) at it.

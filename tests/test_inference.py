@@ -170,6 +170,7 @@ def test_mesh_trained_checkpoint_gives_the_same_outputs_on_one_device(run, resto
                              rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_4x2_trained_checkpoint_restores_on_one_device_with_the_same_outputs(
     data_dir, images, tmp_path):
   workdir = str(tmp_path / "run42")

@@ -73,7 +73,7 @@ def test_feeds_read_their_rows_of_the_same_global_batches(indexed, count):
   assert not set(parts[0][:N // count]) & set(parts[1][:N // count])
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])
 def test_start_resumes_at_that_global_batch(indexed, workers):
   it = loader.train_batches(train_split(indexed), 8, seed=3, workers=workers)
   indices(it, 17)                          # past the first epoch (12 batches)
@@ -173,6 +173,7 @@ def test_a_tfds_dataset_without_random_access_is_a_one_line_error(tmp_path):
     loader.open_split(tfds_cfg(str(tmp_path)), "train")   # indexed_shapes, now as tfrecord
 
 
+@pytest.mark.slow
 def test_training_on_a_tfds_dataset_needs_no_tensorflow(tfds_dir, tmp_path):
   """launch.train on the tfds dataset, in a process where `import tensorflow` fails."""
   blocker = tmp_path / "no_tf" / "tensorflow"

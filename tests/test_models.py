@@ -20,6 +20,7 @@ def test_conv1_padding_gives_55(size, padding):
   assert models.output_size(cfg, size) == 6
 
 
+@pytest.mark.slow
 def test_paper_init():
   cfg = models.model_config("small", num_classes=3)
   params = jax.eval_shape(lambda: _init(cfg, 67)[1])  # shapes only
@@ -37,6 +38,7 @@ def test_paper_init():
   assert abs(float(jnp.std(p["fc7"]["kernel"])) - 0.005) < 5e-4
 
 
+@pytest.mark.slow
 def test_two_towers_are_grouped_convolutions():
   """conv2/4/5 read only their tower's maps, LRN works per tower, conv3/fc read both.
 
@@ -73,6 +75,7 @@ def test_two_towers_are_grouped_convolutions():
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_dropout_only_in_training():
   cfg = models.model_config("small", num_classes=4, fc_features=(64, 64), dropout=0.5)
   model, variables, x = _init(cfg, 67)

@@ -225,6 +225,7 @@ def test_a_process_killed_leaves_the_other_one_line_naming_it_and_the_checkpoint
   assert took < 60, f"the survivor took {took:.0f} s"   # at most the heartbeat timeout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("started", [0, 1])
 def test_a_process_that_never_joins_is_named_while_waiting_and_in_one_line(
     shapes_dir, tmp_path, started):

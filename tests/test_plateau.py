@@ -2,6 +2,8 @@
 import math
 import os
 
+import pytest
+
 from alexnet_jax.programs import plateau, train
 from alexnet_jax.base import workdir as workdir_lib
 import helpers
@@ -40,6 +42,7 @@ def test_the_cause_follows_the_init():
     assert cause in watch.check(0, math.log(4))
 
 
+@pytest.mark.slow
 def test_a_run_at_chance_logs_the_warning_and_trains_to_the_end(shapes_dir, tmp_path,
                                                                  monkeypatch):
   """The tiny net with a learning rate of 0 stays at ln 4 (N(0, 0.01) weights and a zero

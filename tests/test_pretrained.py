@@ -158,6 +158,7 @@ def _jpegs(tmp_path):
   return chosen
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DATA, reason="ALEXNET_DATA_DIR is not set")
 def test_import_launch_then_predict_top5_equals_torchvisions(torch_net, tmp_path):
   """launch.import_weights (in a process where `import torch` fails), then launch.predict
@@ -259,6 +260,7 @@ def _trainer_running(shapes_dir, workdir):
   return proc
 
 
+@pytest.mark.slow
 def test_overwrite_never_touches_a_workdir_whose_training_is_running(torch_net, shapes_dir,
                                                                      tmp_path):
   workdir = tmp_path / "run"
@@ -280,6 +282,7 @@ def test_overwrite_never_touches_a_workdir_whose_training_is_running(torch_net, 
   assert trainer.returncode == 0, err[-3000:]
 
 
+@pytest.mark.slow
 def test_overwriting_trained_checkpoints_needs_a_second_flag(torch_net, shapes_dir, tmp_path):
   from test_train import tiny_config, with_data  # pylint: disable=import-outside-toplevel
   workdir = tmp_path / "run"

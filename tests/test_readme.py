@@ -179,6 +179,7 @@ def test_make_remakes_the_venv_only_when_its_requirements_change(tmp_path, monke
   assert failed.returncode != 0 and "pytest collected no tests" in failed.stderr, failed
 
 
+@pytest.mark.slow
 def test_train_on_your_own_images_as_the_readme_says(tmp_path):
   rng = np.random.default_rng(0)
   images = tmp_path / "my_images"

@@ -96,6 +96,7 @@ def _conv1_and_lrn1(input_scale: str) -> tuple[np.ndarray, np.ndarray, float, fl
           cfg.model.lrn_k, cfg.model.lrn_beta)
 
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.parametrize("input_scale", ["paper", "standardized"])
 def test_lrn_is_not_a_constant_factor_at_the_papers_scale(input_scale):

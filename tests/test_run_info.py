@@ -120,6 +120,7 @@ def test_a_workdir_without_checkpoints_is_never_another_config(shapes_dir, tmp_p
   assert json.loads((tmp_path / "run.json").read_text())["config"]["batch_size"] == 16
 
 
+@pytest.mark.slow
 def test_a_run_resumes_on_another_mesh(shapes_dir, tmp_path):
   """(1, 2) on two devices, then (2, 1), then one device: each a resume, with
   --resume_with_changes (without it the refusal names the flag), reading the batches a

@@ -35,26 +35,38 @@ def batches(n=3):
 
 
 def single_device_reference(cfg, data):
-  """Plain model.apply, augmentation and optax on one device: no mesh, no shard_map."""
+  """Plain model.apply, augmentation and optax on one device: no mesh, no shard_map (one
+  jit around it all, so that it compiles once rather than op by op)."""
   model = models.create_model(cfg.model, SIZE)
-  params = model.init(jax.random.key(cfg.seed), jnp.zeros((1, SIZE, SIZE, 3)))["params"]
   tx = train.paper_sgd(cfg.learning_rate, cfg.momentum, cfg.weight_decay)
-  opt_state = tx.init(params)
 
   def loss_fn(p, images, labels):
     logits = model.apply({"params": p}, images)
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-  first = augment.eval_images(data[0]["image"], cfg.data)
-  logits = model.apply({"params": params}, first)
-  grads = jax.grad(loss_fn)(params, first, data[0]["label"])
-  for step, b in enumerate(data):   # the step's key as train_step derives it
-    augment_key, _ = jax.random.split(jax.random.fold_in(KEY, step))
-    images = augment.train_images(b["image"], augment_key, cfg.data)
-    updates, opt_state = tx.update(jax.grad(loss_fn)(params, images, b["label"]), opt_state,
-                                   params)
-    params = optax.apply_updates(params, updates)
-  return logits, grads, params
+  @jax.jit
+  def reference(data):
+    params = model.init(jax.random.key(cfg.seed), jnp.zeros((1, SIZE, SIZE, 3)))["params"]
+    opt_state = tx.init(params)
+    first = augment.eval_images(data[0]["image"], cfg.data)
+    logits = model.apply({"params": params}, first)
+    grads = jax.grad(loss_fn)(params, first, data[0]["label"])
+    for step, b in enumerate(data):   # the step's key as train_step derives it
+      augment_key, _ = jax.random.split(jax.random.fold_in(KEY, step))
+      images = augment.train_images(b["image"], augment_key, cfg.data)
+      updates, opt_state = tx.update(jax.grad(loss_fn)(params, images, b["label"]), opt_state,
+                                     params)
+      params = optax.apply_updates(params, updates)
+    return logits, grads, params
+
+  return reference(data)
+
+
+@pytest.fixture(scope="module")
+def reference():
+  """The single-device run that every mesh is compared with (the same for all)."""
+  data = batches()
+  return data, single_device_reference(tiny_config(), data)
 
 
 def assert_trees_close(a, b, rtol):
@@ -64,11 +76,11 @@ def assert_trees_close(a, b, rtol):
     assert err < rtol, (jax.tree_util.keystr(path), err)
 
 
-@pytest.mark.parametrize("mesh_shape", [(1, 2), (2, 2), (4, 2), (8, 1)])
-def test_mesh_matches_single_device(mesh_shape):
+@pytest.mark.parametrize("mesh_shape", [(1, 2)] + [   # the paper's layout; the rest: slow
+    pytest.param(shape, marks=pytest.mark.slow) for shape in ((2, 2), (4, 2), (8, 1))])
+def test_mesh_matches_single_device(mesh_shape, reference):
   cfg = tiny_config(mesh_shape)
-  data = batches()
-  ref_logits, ref_grads, ref_params = single_device_reference(cfg, data)
+  data, (ref_logits, ref_grads, ref_params) = reference
 
   trainer = train.Trainer(cfg)
   assert dict(trainer.mesh.shape) == {"data": mesh_shape[0], "model": mesh_shape[1]}
@@ -119,6 +131,7 @@ def test_dropout_masks_differ_across_towers_and_data_shards():
   assert not np.allclose(out[:half], out[half:])                      # and by data shard
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout_at", ["outputs", "inputs"])
 def test_dropout_masks_do_not_depend_on_the_mesh(dropout_at):
   """Each example's masks come from its index in the global batch: the training forward

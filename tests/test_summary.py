@@ -45,6 +45,7 @@ def test_launch_prints_the_table():
   assert "pool5" in out and "6x6x256" in out
 
 
+@pytest.mark.slow
 def test_layer_signal_measures_the_image_dependent_output_against_the_bias():
   import numpy as np  # pylint: disable=import-outside-toplevel
   from experiments import imagenette  # pylint: disable=import-outside-toplevel
@@ -62,6 +63,7 @@ def test_layer_signal_measures_the_image_dependent_output_against_the_bias():
   assert len(fc) == 3 and all(r["signal"] < 1e-3 * rows[r["layer"]]["signal"] for r in fc)
 
 
+@pytest.mark.slow
 def test_layer_signal_counts_the_relus_shut_for_every_image():
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -83,6 +85,7 @@ def test_layer_signal_counts_the_relus_shut_for_every_image():
   assert dead["fc7"] == pytest.approx(0.75) and dead["fc6"] == 0.0
 
 
+@pytest.mark.slow
 def test_launch_measures_a_trained_checkpoint(shapes_dir, tmp_path):
   import helpers  # pylint: disable=import-outside-toplevel
   from alexnet_jax.programs import train  # pylint: disable=import-outside-toplevel

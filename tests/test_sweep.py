@@ -172,6 +172,7 @@ def test_towers_sweep_halves_the_kernels_as_in_footnote_2(config_name, two_tower
 
 # ----------------------------------------------------------------- real training
 
+@pytest.mark.slow
 def test_sweep_trains_reports_skips_and_resumes(shapes_dir, tmp_path):
   base = tiny_config(shapes_dir)
   runs = sweep.make_runs(definition("lrn"), base, seeds=(0, 1))

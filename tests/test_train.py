@@ -123,6 +123,7 @@ def test_quick_start_learns_and_leaves_a_checkpoint_and_logs(shapes_dir, tmp_pat
   assert info["config"]["model"]["features"] == [16, 32, 48, 48, 32]
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_parameters(shapes_dir, tmp_path, threefry):
   """20 steps straight == 10 steps, a stop, then 10 more from the checkpoint: the same
   batches (the loader's state is in the checkpoint) and the same augmentation and dropout
@@ -157,6 +158,7 @@ def test_resume_gives_the_same_parameters(shapes_dir, tmp_path, threefry):
     np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir, tmp_path):
   # A 'step' schedule recomputes the rate every step (a constant one is restored with the
   # optimiser state), so the rerun below really trains at 1e30.
@@ -174,6 +176,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir
   assert manager.latest_step() == 10
 
 
+@pytest.mark.slow
 def test_bfloat16_training_runs_end_to_end(shapes_dir, tmp_path):
   cfg = with_data(tiny_config(num_train_steps=4, log_every_steps=2, eval_every_steps=4,
                               checkpoint_every_steps=4), shapes_dir)
@@ -184,6 +187,7 @@ def test_bfloat16_training_runs_end_to_end(shapes_dir, tmp_path):
   assert all(np.isfinite(r["train_loss"]) for r in rows if "train_loss" in r)
 
 
+@pytest.mark.slow
 def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
   """§5's divide-by-10: the count of evaluations without improvement and the best error are
   in the checkpoint, so a run stopped between two bad evaluations still divides the rate."""
