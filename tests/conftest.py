@@ -46,3 +46,19 @@ def threefry():
   jax.config.update("jax_default_prng_impl", "threefry2x32")
   yield
   jax.config.update("jax_default_prng_impl", before)
+
+
+@pytest.fixture
+def read_only():
+  """chmod 555 on folders for one test (restored after); under `helpers.permissions_apply`
+  a child process, root included, cannot write there."""
+  changed = []
+
+  def make(path):
+    os.chmod(path, 0o555)
+    changed.append(path)
+    return path
+
+  yield make
+  for path in changed:
+    os.chmod(path, 0o755)

@@ -11,7 +11,7 @@ import pytest
 from alexnet_jax.programs import train
 from alexnet_jax.run import checkpoint
 import helpers
-from test_faults import _wait_for, launch_train
+from processes import launch_train, wait_for
 from test_train import tiny_config, with_data
 
 
@@ -28,7 +28,7 @@ def test_sigterm_saves_at_the_next_step_and_exits_0(shapes_dir, tmp_path):
   proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
   try:
-    _wait_for(lambda: steps_in(workdir / "checkpoints"), proc, "a checkpoint", seconds=240)
+    wait_for(lambda: steps_in(workdir / "checkpoints"), proc, "a checkpoint", seconds=240)
     first = steps_in(workdir / "checkpoints")[0]
     time.sleep(1.0)   # some steps past the checkpoint, which SIGTERM must not lose
     proc.send_signal(signal.SIGTERM)

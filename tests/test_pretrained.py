@@ -249,13 +249,12 @@ def test_workdir_is_not_overwritten_without_overwrite(torch_net, imported):
 
 def _trainer_running(shapes_dir, workdir):
   """launch.train on `workdir` for good, once it has written a checkpoint."""
-  import test_faults  # pylint: disable=import-outside-toplevel
-  proc = subprocess.Popen(test_faults.launch_train(
+  import processes  # pylint: disable=import-outside-toplevel
+  proc = subprocess.Popen(processes.launch_train(
       workdir, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=2",
       "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}"), cwd=ROOT,
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-  wait_for = test_faults._wait_for  # pylint: disable=protected-access
-  wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc, "a checkpoint",
+  processes.wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc, "a checkpoint",
            seconds=240)
   return proc
 

@@ -13,7 +13,7 @@ import pytest
 
 from alexnet_jax.programs import inference, train
 from alexnet_jax.run import checkpoint, run_info
-from test_faults import ROOT, TINY_FLAGS, assert_one_line_error
+from processes import ROOT, TINY_FLAGS, assert_one_line_error
 from test_train import tiny_config, with_data
 
 
