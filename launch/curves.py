@@ -6,8 +6,8 @@ import os
 
 from absl import flags
 
-from alexnet_jax.programs import visualize
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.programs import visualize
 from launch import cli
 
 _OUT = flags.DEFINE_string("out", "curves.png", "PNG to write.")

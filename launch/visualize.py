@@ -6,8 +6,8 @@ import jax
 import numpy as np
 from absl import flags
 
-from alexnet_jax.programs import inference, visualize
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.programs import inference, visualize
 from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training workdir.")

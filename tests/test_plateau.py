@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from alexnet_jax.programs import plateau, train
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.programs import plateau, train
 import helpers
 
 LN10 = math.log(10)

@@ -14,10 +14,10 @@ import jax.numpy as jnp
 import pytest
 from scipy import stats
 
+from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import synthetic
 from alexnet_jax.nn import models
 from alexnet_jax.programs import sweep, sweep_report, train
-from alexnet_jax.base import workdir as workdir_lib
 from experiments import cifar10, imagenet_paper, imagenette, quickstart
 import helpers
 

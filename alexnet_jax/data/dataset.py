@@ -14,8 +14,8 @@ import os
 
 from absl import logging
 
-from alexnet_jax.data import augment, loader
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.data import augment, loader
 
 NAMES = ("prepared", "tfds", "shapes")
 

@@ -24,8 +24,8 @@ import optax
 from absl import logging
 from flax import traverse_util
 
-from alexnet_jax.run import checkpoint, run_info
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.run import checkpoint, run_info
 
 _INPUT_FIELDS = ("input_scale", "mean", "std", "image_size", "resize_size")
 

@@ -38,14 +38,14 @@ from absl import logging
 from etils import epath
 from PIL import Image, ImageFile
 
+from alexnet_jax.base import messages
 from alexnet_jax.base import records
+from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import augment, imagenet, loader
+from alexnet_jax.data import dataset as data_lib
 from alexnet_jax.nn import models
 from alexnet_jax.programs import evaluation
 from alexnet_jax.run import checkpoint, run_info, sharding
-from alexnet_jax.data import dataset as data_lib
-from alexnet_jax.base import messages
-from alexnet_jax.base import workdir as workdir_lib
 
 MAX_PIXELS = 100_000_000   # 100 megapixels, e.g. 10000x10000; larger images are refused
 _SYNSET = re.compile(r"n\d{8}")

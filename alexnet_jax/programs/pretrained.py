@@ -37,10 +37,10 @@ import ml_collections
 import numpy as np
 from absl import logging
 
+from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import imagenet
 from alexnet_jax.nn import models, state_dict
 from alexnet_jax.run import checkpoint, run_info
-from alexnet_jax.base import workdir as workdir_lib
 
 CONVS = ("conv1", "conv2", "conv3", "conv4", "conv5")
 FCS = ("fc6", "fc7", "fc8")

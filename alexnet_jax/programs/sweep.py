@@ -28,8 +28,8 @@ import ml_collections
 from absl import logging
 
 from alexnet_jax.base import pyfile
-from alexnet_jax.programs import train
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.programs import train
 
 
 

@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from alexnet_jax.programs import visualize
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.programs import visualize
 from alexnet_jax.programs.sweep import Run, read_result
 
 

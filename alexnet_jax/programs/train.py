@@ -29,12 +29,12 @@ from flax import struct
 from jax.experimental import multihost_utils
 
 from alexnet_jax.base import events
+from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import augment, dataset as data, loader
 from alexnet_jax.nn import models
 from alexnet_jax.programs import evaluation, finetune, plateau
 from alexnet_jax.run import checkpoint, dispatch, run_info, sharding
 from alexnet_jax.run import distributed
-from alexnet_jax.base import workdir as workdir_lib
 
 
 @struct.dataclass

@@ -38,8 +38,8 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from alexnet_jax.base import messages
-from alexnet_jax.nn import models
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.nn import models
 
 EVAL_METRIC = "eval_top1_error"
 DAMAGED = "damaged_checkpoints"

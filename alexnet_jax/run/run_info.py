@@ -25,8 +25,8 @@ from typing import Sequence
 from absl import logging
 from flax import traverse_util
 
-from alexnet_jax.run import checkpoint
 from alexnet_jax.base import workdir as workdir_lib
+from alexnet_jax.run import checkpoint
 
 DAMAGED_SUFFIX = ".damaged"
 
