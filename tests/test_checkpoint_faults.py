@@ -105,3 +105,21 @@ def test_a_full_disk_at_a_checkpoint_is_one_line(shapes_dir, tmp_path):
   last = proc.stderr.strip().splitlines()[-1]
   # Which save hits the limit first depends on how orbax chunks the arrays: 5 or 10.
   assert re.match(r"error: could not write checkpoint (5|10) in .*File too large", last), last
+
+
+def test_a_failed_writes_reason_survives_tensorstores_spec_in_the_one_line():
+  """tensorstore ends a failure with its source locations and whole spec; the OS's reason
+  sits before them and must be what the one line keeps (the shape of a real failure)."""
+  spec = "{" + ", ".join(f'"field{i}": {{"driver": "zarr", "open": true}}' for i in range(40)) + "}"
+  error = RuntimeError(
+      'OUT_OF_RANGE: Error opening "zarr" driver: Error writing "opt_state.inner_state.2.trace'
+      '.conv3.bias/.zarray" in OCDBT database at local file "/tmp/pytest-of-root/pytest-116/'
+      'popen-gw1/test_a_full_disk_at_a_checkpoi0/run/checkpoints/5.orbax-checkpoint-tmp/state'
+      '/ocdbt.process_0/": Failed to write 230062 bytes to file 18: File too large '
+      "[os_error_code='27'] [source locations='tensorstore/kvstore/file/file_key_value_store"
+      ".cc:520\ntensorstore/kvstore/ocdbt/io/io_handle_impl.cc:141'] "
+      f"[tensorstore_spec='{spec}']")
+  line = checkpoint.failure_reason(error)
+  assert len(line) <= 300 and "\n" not in line
+  assert "File too large [os_error_code='27']" in line, line
+  assert line.startswith('OUT_OF_RANGE: Error opening "zarr" driver'), line

@@ -7,7 +7,7 @@ through `one_line`, and so do the launchers.
 from __future__ import annotations
 
 
-def one_line(error: BaseException, limit: int | None = None) -> str:
+def one_line(error: BaseException | str, limit: int | None = None) -> str:
   """The error's message with its whitespace and line breaks collapsed (a KeyError's key
   without repr's quotes). Past `limit` characters it keeps the start and the end, where
   the OS's reason for a failed write stands."""

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging as py_logging
+import re
 from typing import Any, Sequence
 
 import jax
@@ -127,7 +128,18 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, meta: dict,
     manager.wait_until_finished()
   except Exception as e:  # orbax wraps I/O errors in several types
     raise OSError(f"could not write checkpoint {step} in {manager.directory}: "
-                  f"{messages.one_line(e, 300)}") from e
+                  f"{failure_reason(e)}") from e
+
+
+# What tensorstore appends to a failure: where in its source, and the whole spec (a JSON of
+# hundreds of characters). Dropped, so that the OS's reason ends the line and survives it.
+_TENSORSTORE_DETAIL = re.compile(r"\s*\[(?:source locations|tensorstore_spec)='.*?'\]", re.S)
+
+
+def failure_reason(error: BaseException, limit: int = 300) -> str:
+  """A failed save or restore in one line of at most `limit` characters, ending with the
+  reason ('File too large', 'No space left on device') rather than tensorstore's spec."""
+  return messages.one_line(_TENSORSTORE_DETAIL.sub("", str(error)) or repr(error), limit)
 
 
 def stored_run(manager: ocp.CheckpointManager, step: int) -> dict | None:
@@ -161,7 +173,7 @@ def stored_shapes(manager: ocp.CheckpointManager, step: int) -> dict[str, tuple]
     return leaf_shapes(ocp.StandardCheckpointHandler().metadata(
         epath.Path(manager.directory) / str(step) / "state").tree)
   except Exception as e:  # a missing or damaged folder: orbax raises several types
-    raise OSError(messages.one_line(e, 300)) from e
+    raise OSError(failure_reason(e)) from e
 
 
 def differences(there: dict[str, tuple], here: dict[str, tuple]
@@ -208,7 +220,7 @@ def readable(manager: ocp.CheckpointManager, step: int, steps: Sequence[int]):
   except Exception as e:  # pylint: disable=broad-except
     others = ", ".join(str(s) for s in steps if s != step) or "none"
     raise ValueError(f"checkpoint {step} in {manager.directory} cannot be read: it is "
-                     f"damaged or incomplete ({type(e).__name__}: {messages.one_line(e, 200)}); other "
+                     f"damaged or incomplete ({type(e).__name__}: {failure_reason(e, 200)}); other "
                      f"steps: {others} (--step)") from e
 
 
@@ -231,7 +243,7 @@ def restore(manager: ocp.CheckpointManager, step: int, abstract_state: Any
   try:
     out = manager.restore(step, args=ocp.args.Composite(**items))
   except Exception as e:  # lost or damaged array files: tensorstore's errors, several types
-    raise OSError(messages.one_line(e, 300)) from e
+    raise OSError(failure_reason(e)) from e
   if not isinstance(out.get("meta"), dict):
     raise OSError("its meta item is missing")
   return out["state"], out["meta"]
