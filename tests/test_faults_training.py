@@ -153,6 +153,7 @@ def test_classes_and_splits_are_checked_before_training(shapes_dir, with_empty_c
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.slow
 def test_a_busy_workdir_is_refused_and_a_dead_trainers_lock_is_taken_over(shapes_dir,
                                                                           tmp_path):
   import socket

@@ -306,6 +306,7 @@ def test_evaluate_report_equals_a_direct_computation(restored, data_dir):
   assert json.load(open(path))["ten_crop"] == report["ten_crop"]
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_the_report(run, data_dir):
   p = launch("launch.evaluate", f"--workdir={run}", "--step=2", "--split=test[:50%]",
              f"--data_dir={data_dir}", "--batch_size=8", "--log_every=1")
