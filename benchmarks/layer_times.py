@@ -18,8 +18,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import alexnet_jax  # noqa: F401  pylint: disable=unused-import  # the package's XLA flags
-from alexnet_jax.base import machine  # pylint: disable=wrong-import-position
+from alexnet_jax.base import machine  # pylint: disable=wrong-import-position  # and its XLA flags
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position

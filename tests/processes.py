@@ -1,6 +1,7 @@
 """What the fault tests share: launching the repository's programs as real processes, and
 reading their one-line errors."""
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -48,6 +49,15 @@ def wait_for(predicate, proc, what, seconds=120):
     assert proc.poll() is None, f"it ended before {what}: {proc.stderr.read()[-2000:]}"
     assert time.time() < deadline, f"no {what} after {seconds} s"
     time.sleep(0.05)
+
+
+def ctrl_c(proc, timeout=60):
+  """What a terminal's Ctrl-C sends: SIGINT to the whole group of `proc` (started with
+  start_new_session=True). Returns (its stderr when piped, seconds it took to exit)."""
+  os.killpg(proc.pid, signal.SIGINT)
+  start = time.time()
+  _, stderr = proc.communicate(timeout=timeout)
+  return stderr, time.time() - start
 
 
 def group_gone(pgid, seconds=10):

@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -16,7 +15,8 @@ import helpers
 from alexnet_jax.base import records
 from alexnet_jax.data import dataset as data, loader, prepare
 from alexnet_jax.programs import train
-from processes import ROOT, assert_one_line_error, group_gone, launch, shapes_source, wait_for
+from processes import (ROOT, assert_one_line_error, ctrl_c, group_gone, launch, shapes_source,
+                       wait_for)
 from test_train import tiny_config, with_data
 
 
@@ -155,13 +155,11 @@ def test_ctrl_c_stops_prepare_and_its_workers_at_once_and_two_prepares_never_sha
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert_one_line_error(second, f"{out} is being written by another launch.prepare")
     assert proc.poll() is None, "prepare finished before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGINT)                # what Ctrl-C sends: the whole group
-    start = time.time()
-    _, stderr = proc.communicate(timeout=60)
+    stderr, took = ctrl_c(proc)
   finally:
     if proc.poll() is None:
       os.killpg(proc.pid, signal.SIGKILL)
-  assert time.time() - start < 30
+  assert took < 30
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]
   assert stderr.strip().splitlines()[-1] == ("error: interrupted (Ctrl-C); rerun the same "

@@ -5,14 +5,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 import helpers
 from alexnet_jax.programs import train
-from processes import ROOT, assert_one_line_error, launch, wait_for
+from processes import ROOT, assert_one_line_error, ctrl_c, launch, wait_for
 from test_train import tiny_config, with_data
 
 
@@ -56,11 +55,8 @@ def test_ctrl_c_stops_evaluate_within_seconds_with_one_line(trained, tmp_path):
                             start_new_session=True)
   try:
     wait_for(lambda: "evaluated batch 2/" in log.read_text(), proc, "the evaluation",
-              seconds=120)
-    os.killpg(proc.pid, signal.SIGINT)
-    start = time.time()
-    proc.wait(timeout=60)
-    took = time.time() - start
+             seconds=120)
+    _, took = ctrl_c(proc)
   finally:
     if proc.poll() is None:
       os.killpg(proc.pid, signal.SIGKILL)

@@ -254,8 +254,8 @@ def _trainer_running(shapes_dir, workdir):
       workdir, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=2",
       "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}"), cwd=ROOT,
       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-  processes.wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc, "a checkpoint",
-           seconds=240)
+  processes.wait_for(lambda: os.path.isdir(workdir / "checkpoints" / "2"), proc,
+                     "a checkpoint", seconds=240)
   return proc
 
 
