@@ -38,6 +38,7 @@ import ml_collections
 
 from alexnet_jax.nn import cpu_forms as cpu_forms_lib
 from alexnet_jax.nn import lrn as lrn_lib
+from alexnet_jax.nn import onednn_conv
 from alexnet_jax.nn import pooling
 
 
@@ -201,6 +202,7 @@ class Conv(nn.Module):
   init_scheme: str = "paper"   # see `initializers`
   init_std: float = 0.01       # 'cuda_convnet' only
   dtype: Any = jnp.float32
+  onednn: bool = False         # bf16 by oneDNN's kernels (onednn_conv.py)
 
   @nn.compact
   def __call__(self, x):
@@ -211,6 +213,9 @@ class Conv(nn.Module):
     kernel = self.param("kernel", kernel_init, shape)
     bias = self.param("bias", bias_init, (self.features,))
     pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
+    if self.onednn:   # towers as oneDNN's groups; the maps in f32 (onednn_conv.py)
+      return onednn_conv.conv(x, kernel, bias, stride=self.stride, padding=tuple(pad),
+                              groups=self.groups)
     conv = lambda x, w: jax.lax.conv_general_dilated(
         x, w.astype(self.dtype), (self.stride, self.stride), (pad, pad),
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -226,7 +231,7 @@ class Conv(nn.Module):
 
 class AlexNet(nn.Module):
   """The AlexNet family; see the module docstring. The defaults are the paper's model
-  (the 'paper' preset), and every field but the last two is a model config field
+  (the 'paper' preset), and every field but the last three is a model config field
   (`PRESETS`).
 
   The forward pass is the paper's Figure 2 read left to right: `conv_block` for conv1 ..
@@ -255,6 +260,8 @@ class AlexNet(nn.Module):
   model_axis: str | None = None   # set inside shard_map: the mesh axis holding the towers
   cpu_forms: bool = False         # the forms XLA:CPU runs fast (cpu_forms.py); create_model
                                   # sets it from the backend. The same numbers either way
+  onednn: bool = False            # bf16 convolutions by oneDNN (onednn_conv.py); create_model
+                                  # sets it where the CPU has bf16 instructions
 
   @property
   def _shards(self) -> int:
@@ -316,7 +323,7 @@ class AlexNet(nn.Module):
     return Conv(width // self._shards, spec.kernel, spec.stride, pad,
                 groups=self._local_towers if spec.own_tower else 1,
                 init_scheme=self.init_scheme, init_std=spec.init_std, dtype=dtype,
-                name=spec.name)(x)
+                onednn=self.onednn, name=spec.name)(x)
 
   def _lrn(self, x, input_stored: bool):
     """Local response normalisation (§3.3), within each tower as on each GPU, or with
@@ -399,10 +406,10 @@ class AlexNet(nn.Module):
 
 
 # The paper's model: every model config field, with the defaults of `AlexNet`'s fields
-# (written once, there); model_axis is the mesh's business and cpu_forms the backend's, not
-# the config's.
+# (written once, there); model_axis is the mesh's business and cpu_forms and onednn the
+# backend's, not the config's.
 _PAPER = {f.name: f.default for f in dataclasses.fields(AlexNet)
-          if f.name not in ("parent", "name", "model_axis", "cpu_forms")}
+          if f.name not in ("parent", "name", "model_axis", "cpu_forms", "onednn")}
 
 PRESETS = {
     "paper": _PAPER,
@@ -446,9 +453,12 @@ def model_config(preset: str, **overrides: Any) -> ml_collections.ConfigDict:
 
 
 def create_model(cfg: ml_collections.ConfigDict, image_size: int,
-                 model_axis: str | None = None, cpu_forms: bool | None = None) -> AlexNet:
+                 model_axis: str | None = None, cpu_forms: bool | None = None,
+                 onednn: bool | None = None) -> AlexNet:
   """The AlexNet for a model config (see `PRESETS`) at a given input size. `cpu_forms`:
-  the forms XLA:CPU runs fast; by default `cpu_forms.default()`, decided here, once."""
+  the forms XLA:CPU runs fast; by default `cpu_forms.default()`, decided here, once.
+  `onednn`: bf16 convolutions by oneDNN; by default where the model computes in bf16 with
+  the CPU's forms on a CPU backend and `onednn_conv.available()`."""
   if cfg.activation not in ("relu", "tanh"):
     raise ValueError(f"model.activation must be 'relu' or 'tanh', got {cfg.activation!r}")
   if cfg.init_scheme not in INIT_SCHEMES:
@@ -476,8 +486,14 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
             "fc_features": tuple(cfg.fc_features)}
   if cpu_forms is None:
     cpu_forms = cpu_forms_lib.default()
+  if onednn is None:
+    onednn = (cfg.dtype == "bfloat16" and cpu_forms and jax.default_backend() == "cpu"
+              and onednn_conv.available())
+  elif onednn and not onednn_conv.available():
+    raise ValueError("oneDNN's bf16 convolutions are not available here (a CPU with "
+                     "avx512_bf16 or AMX, and `python -m alexnet_jax.nn.onednn_conv`)")
   return AlexNet(**{**fields, "conv1_padding": conv1_padding(cfg, image_size)},
-                 model_axis=model_axis, cpu_forms=cpu_forms)
+                 model_axis=model_axis, cpu_forms=cpu_forms, onednn=onednn)
 
 
 def output_size(cfg: ml_collections.ConfigDict, image_size: int) -> int:

@@ -1,0 +1,180 @@
+"""bf16 convolutions on a CPU's bf16 instructions: oneDNN through XLA's FFI.
+
+XLA:CPU (jax 0.10) computes a bf16 convolution in f32, so `model.dtype=bfloat16` ran slower
+than f32 on a CPU (benchmarks/README.md "bf16 on a CPU"). oneDNN, the library PyTorch's
+CPU convolutions use, has kernels for avx512_bf16 and AMX. `onednn_conv.cc` wraps its
+forward and both backward convolutions as FFI handlers; `conv` is the convolution of
+`models.Conv` (§3.5) with them as its forward pass and its gradient.
+
+The library is the registry's CPU-only build (`onednn-cpu-gomp`, in requirements.txt); the
+C++ API header comes from `onednn-devel` (its wheel depends on the SYCL runtime, so it is
+fetched without its dependencies, once, by `build`). `python -m alexnet_jax.nn.onednn_conv`
+builds the handlers with the system's C++ compiler (`make` does it with the venv) into
+`$ALEXNET_ONEDNN_DIR` (default ~/.cache/alexnet_jax/onednn). Where the CPU has no bf16
+instructions, or the handlers are not built, `available()` is False and the model keeps
+XLA's convolutions: the same numbers within bf16's rounding (tests/test_onednn_conv.py).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import glob
+import hashlib
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+import jax
+import jax.numpy as jnp
+
+from alexnet_jax.base import machine
+
+HEADERS = "onednn-devel==2026.1.0"   # the C++ API header (oneDNN's v3 API and ABI)
+SOURCE = os.path.join(os.path.dirname(__file__), "onednn_conv.cc")
+TARGETS = {"forward": "AlexnetConvForward", "backward_data": "AlexnetConvBackwardData",
+           "backward_weights": "AlexnetConvBackwardWeights"}
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def build_dir() -> str:
+  return os.environ.get("ALEXNET_ONEDNN_DIR") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "alexnet_jax",
+      "onednn")
+
+
+def library_dir() -> str | None:
+  """Where pip put onednn-cpu-gomp's libdnnl.so.3 (the environment's lib/), or None."""
+  import site
+  for prefix in (sys.prefix, site.getuserbase()):
+    if os.path.exists(os.path.join(prefix, "lib", "libdnnl.so.3")):
+      return os.path.join(prefix, "lib")
+  return None
+
+
+def _built_path(libdir: str) -> str:
+  """The handlers' file for this source, jaxlib and oneDNN: a change to any rebuilds."""
+  key = hashlib.sha256()
+  for part in (open(SOURCE, "rb").read(), jax.__version__.encode(),
+               os.path.realpath(os.path.join(libdir, "libdnnl.so.3")).encode()):
+    key.update(part)
+  return os.path.join(build_dir(), f"onednn_conv-{key.hexdigest()[:16]}.so")
+
+
+def _headers(into: str) -> str:
+  """oneDNN's include/ directory, from the onednn-devel wheel (downloaded once)."""
+  include = os.path.join(into, "include")
+  if os.path.exists(os.path.join(include, "oneapi", "dnnl", "dnnl.hpp")):
+    return include
+  with tempfile.TemporaryDirectory() as tmp:
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                    "--dest", tmp, HEADERS], check=True)
+    (wheel,) = glob.glob(os.path.join(tmp, "*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+      for name in z.namelist():
+        if "/data/include/" in name and not name.endswith("/"):
+          path = os.path.join(include, name.split("/data/include/", 1)[1])
+          os.makedirs(os.path.dirname(path), exist_ok=True)
+          with open(path, "wb") as f:
+            f.write(z.read(name))
+  return include
+
+
+def build() -> str:
+  """Compiles onednn_conv.cc into build_dir() (once per source, jaxlib and oneDNN);
+  returns the file. Needs the registry the first time (the header) and a C++ compiler."""
+  libdir = library_dir()
+  if libdir is None:
+    raise FileNotFoundError("libdnnl.so.3 not found: pip install onednn-cpu-gomp "
+                            "(requirements.txt)")
+  target = _built_path(libdir)
+  if os.path.exists(target):
+    return target
+  os.makedirs(build_dir(), exist_ok=True)
+  include = _headers(build_dir())
+  partial = f"{target}.{os.getpid()}.partial"
+  subprocess.run([os.environ.get("CXX", "g++"), "-O2", "-std=c++17", "-shared", "-fPIC",
+                  "-isystem", jax.ffi.include_dir(), "-isystem", include, SOURCE, f"-L{libdir}",
+                  "-l:libdnnl.so.3", f"-Wl,-rpath,{libdir}", "-Wl,--no-undefined",
+                  "-o", partial], check=True)
+  os.replace(partial, target)
+  return target
+
+
+@functools.cache
+def available() -> bool:
+  """True where the CPU has bf16 instructions and the handlers are built and registered
+  (decided once per process; `models.create_model` asks)."""
+  flags = machine.cpu()["cpu_flags"]
+  if not any(f in flags for f in BF16_FLAGS):
+    return False
+  libdir = library_dir()
+  path = _built_path(libdir) if libdir else None
+  if path is None or not os.path.exists(path):
+    logging.info("bf16 convolutions: XLA's (oneDNN's are not built; `python -m "
+                 "alexnet_jax.nn.onednn_conv` builds them)")
+    return False
+  handlers = ctypes.cdll.LoadLibrary(path)
+  for name, symbol in TARGETS.items():
+    jax.ffi.register_ffi_target(f"alexnet_conv_{name}",
+                                jax.ffi.pycapsule(getattr(handlers, symbol)), platform="cpu")
+  return True
+
+
+def conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, stride: int,
+         padding: tuple[int, int], groups: int = 1) -> jax.Array:
+  """A convolution layer's maps (§3.5) in f32, computed by oneDNN from bf16: x [N, H, W, C]
+  rounded to bf16, kernel [kh, kw, C / groups, O] f32 (rounded to bf16 as `models.Conv`
+  rounds it), `groups` towers each reading its own C / groups maps (§3.2), plus the f32
+  bias. The gradients of x, kernel and bias come from oneDNN too, from the bf16-rounded
+  gradient of the maps; they are accumulated in f32 and returned in f32.
+
+  Inside shard_map the images vary over the mesh's data axis and the weights do not; all
+  three are cast to the same varying axes first (an FFI call takes one set), so that
+  autodiff sums the weights' gradients over the data axis, as for XLA's convolution."""
+  axes = frozenset().union(*(jax.typeof(a).mat.varying for a in (x, kernel, bias)))
+  x, kernel, bias = (jax.lax.pcast(a, tuple(axes - jax.typeof(a).mat.varying), to="varying")
+                     for a in (x, kernel, bias))
+  return _conv(x.astype(jnp.bfloat16), kernel.astype(jnp.float32), bias.astype(jnp.float32),
+               (stride, *padding, groups))
+
+
+def _call(name, results, *args, geometry):
+  stride, pad_lo, pad_hi, groups = geometry
+  like = jax.typeof(args[0])   # the results vary over the arguments' axes
+  avals = [like.update(shape=shape, dtype=jnp.dtype(jnp.float32)) for shape in results]
+  return jax.ffi.ffi_call(f"alexnet_conv_{name}", avals, vmap_method="sequential")(
+      *args, stride=stride, pad_lo=pad_lo, pad_hi=pad_hi, groups=groups)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _conv(x, kernel, bias, geometry):
+  return _forward(x, kernel, bias, geometry)[0]
+
+
+def _forward(x, kernel, bias, geometry):
+  stride, pad_lo, pad_hi, _ = geometry
+  kh, kw, _, out = kernel.shape
+  h, w = ((n + pad_lo + pad_hi - k) // stride + 1 for n, k in zip(x.shape[1:3], (kh, kw)))
+  (y,) = _call("forward", [(x.shape[0], h, w, out)], x, kernel, bias, geometry=geometry)
+  return y, (x, kernel)
+
+
+def _backward(geometry, saved, dy):
+  x, kernel = saved
+  dy = dy.astype(jnp.bfloat16)
+  (dx,) = _call("backward_data", [x.shape], dy, kernel, geometry=geometry)
+  dkernel, dbias = _call("backward_weights", [kernel.shape, kernel.shape[-1:]], x, dy,
+                         geometry=geometry)
+  return dx.astype(x.dtype), dkernel, dbias
+
+
+_conv.defvjp(_forward, _backward)
+
+
+if __name__ == "__main__":
+  print(build())
+  print("bf16 convolutions through oneDNN:", "yes" if available() else
+        f"no (this CPU has none of {', '.join(BF16_FLAGS)})")
