@@ -31,7 +31,7 @@ from jax.experimental import multihost_utils
 from alexnet_jax.base import events
 from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import augment, dataset as data, loader
-from alexnet_jax.nn import models
+from alexnet_jax.nn import models, onednn_conv
 from alexnet_jax.programs import evaluation, finetune, plateau
 from alexnet_jax.run import checkpoint, dispatch, run_info, sharding
 from alexnet_jax.run import distributed
@@ -191,14 +191,20 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
     raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {data} data-parallel "
                      f"devices of mesh (data={data}, model={model})")
   if cfg.model.dtype == "bfloat16" and jax.default_backend() == "cpu":
-    logging.warning(BF16_ON_CPU)
+    if onednn_conv.available():
+      logging.info("model.dtype=bfloat16 on a CPU: the convolutions run on oneDNN's bf16 "
+                   "kernels (alexnet_jax/nn/onednn_conv.py)")
+    else:
+      logging.warning(BF16_ON_CPU)
 
 
 # XLA:CPU (jax 0.10) converts bf16 convolutions and matmuls to f32 before computing them
 # (the compiled HLO holds f32 convolutions fed by converts, with every XLA:CPU flag tried:
-# benchmarks/README.md), so bf16 adds conversions and saves nothing.
-BF16_ON_CPU = ("model.dtype=bfloat16 on a CPU: XLA:CPU computes bf16 convolutions and "
-               "matmuls in float32, so this runs slower than float32, not faster "
+# benchmarks/README.md), so bf16 adds conversions and saves nothing, unless oneDNN computes
+# the convolutions.
+BF16_ON_CPU = ("model.dtype=bfloat16 on a CPU without oneDNN's bf16 convolutions (a CPU "
+               "with avx512_bf16 or AMX, and `python -m alexnet_jax.nn.onednn_conv`): XLA:CPU "
+               "computes bf16 in float32, so this runs slower than float32, not faster "
                "(benchmarks/README.md, bf16 on a CPU)")
 
 

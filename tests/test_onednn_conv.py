@@ -1,0 +1,140 @@
+"""oneDNN's bf16 convolutions (alexnet_jax/nn/onednn_conv.py): the same numbers as XLA's bf16
+convolutions, within bf16's rounding, for every conv layer of the paper's net, with towers
+on one device and on several; and XLA's form wherever oneDNN's is not there."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alexnet_jax.base import machine
+from alexnet_jax.nn import models, onednn_conv
+from alexnet_jax.programs import train
+from alexnet_jax.run import sharding
+from experiments import default
+
+needs_onednn = pytest.mark.skipif(
+    not onednn_conv.available(),
+    reason="oneDNN's bf16 convolutions need a CPU with avx512_bf16 or AMX and a build "
+           "(python -m alexnet_jax.nn.onednn_conv)")
+
+# (input size, in maps, out maps, kernel, stride, padding, towers): §3.5's conv1 at 227 and
+# at 224 (its padding uneven), conv2 and conv4 (two towers), conv3, batch 3.
+LAYERS = [(227, 3, 96, 11, 4, (0, 0), 1), (224, 3, 96, 11, 4, (2, 1), 1),
+          (27, 96, 256, 5, 1, (2, 2), 2), (13, 256, 384, 3, 1, (1, 1), 1),
+          (13, 384, 384, 3, 1, (1, 1), 2)]
+
+
+def _relative(a, b):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def _conv_f32(x, kernel, bias, stride, padding, groups):
+  """The layer in f32 from bf16-rounded images and kernels: what both bf16 forms round."""
+  x, kernel = (a.astype(jnp.bfloat16).astype(jnp.float32) for a in (x, kernel))
+  return jax.lax.conv_general_dilated(
+      x, kernel, (stride, stride), (padding, padding), dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups, precision="highest") + bias
+
+
+@needs_onednn
+@pytest.mark.parametrize("size,cin,cout,kernel,stride,padding,groups", LAYERS)
+def test_each_paper_layer_and_its_gradients_match_f32(size, cin, cout, kernel, stride,
+                                                      padding, groups):
+  """Forward: equal to f32 of the same bf16 inputs (both accumulate in f32). Gradients:
+  within bf16's rounding of the incoming gradient, as XLA's bf16 gradients are."""
+  keys = jax.random.split(jax.random.key(size + cin), 4)
+  x = jax.random.normal(keys[0], (3, size, size, cin))
+  w = jax.random.normal(keys[1], (kernel, kernel, cin // groups, cout)) * 0.05
+  b = jax.random.normal(keys[2], (cout,))
+  mine = jax.jit(lambda x, w, b: onednn_conv.conv(x, w, b, stride=stride, padding=padding,
+                                                  groups=groups))
+  reference = jax.jit(lambda x, w, b: _conv_f32(x, w, b, stride, padding, groups))
+  y = mine(x, w, b)
+  assert y.dtype == jnp.float32 and y.shape == reference(x, w, b).shape
+  assert _relative(y, reference(x, w, b)) < 1e-5
+  dy = jax.random.normal(keys[3], y.shape)
+  grads = [jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * dy), argnums=(0, 1, 2)))(x, w, b)
+           for f in (mine, reference)]
+  for name, got, want in zip(("images", "kernel", "bias"), *grads):
+    assert got.dtype == want.dtype and got.shape == want.shape, name
+    assert _relative(got, want) < 8e-3, name   # bf16 keeps 8 bits: 2^-8 = 3.9e-3 a value
+
+
+def _paper(dtype, **kwargs):
+  return models.create_model(models.model_config("paper", dtype=dtype, dropout=0.0), 227,
+                             **kwargs)
+
+
+@needs_onednn
+def test_a_bf16_paper_net_on_onednn_is_as_close_to_f32_as_xla_bf16():
+  """The whole net, two towers on one device: logits and every parameter's gradient are
+  no further from f32 than XLA's bf16 form is (oneDNN keeps the maps in f32)."""
+  f32 = _paper("float32")
+  x = jax.random.normal(jax.random.key(0), (4, 227, 227, 3))
+  labels = jnp.arange(4)
+  params = jax.jit(f32.init)(jax.random.key(1), x)["params"]
+
+  def run(model):
+    def loss(params):
+      logits = model.apply({"params": params}, x)
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels]), logits
+    (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
+    return logits, grads
+
+  onednn, xla = _paper("bfloat16"), _paper("bfloat16", onednn=False)
+  assert onednn.onednn and not xla.onednn
+  want, want_grads = run(f32)
+  got, got_grads = run(onednn)
+  base, base_grads = run(xla)
+  assert _relative(got, want) <= max(_relative(base, want), 1e-3)
+  for path, g in jax.tree_util.tree_leaves_with_path(got_grads):
+    w = want_grads
+    b = base_grads
+    for key in path:
+      w, b = w[key.key], b[key.key]
+    assert _relative(g, w) <= 1.5 * _relative(b, w) + 1e-3, jax.tree_util.keystr(path)
+
+
+@needs_onednn
+def test_towers_on_two_devices_compute_what_one_device_does():
+  """The two-GPU layout (§3.2) on a (2, 2) mesh: each device's share of every layer through
+  oneDNN, the logits equal to one device's."""
+  model = _paper("bfloat16")
+  x = jax.random.normal(jax.random.key(0), (4, 227, 227, 3))
+  params = jax.jit(model.init)(jax.random.key(1), x)["params"]
+  want = jax.jit(model.apply)({"params": params}, x)
+  mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]).reshape(2, 2),
+                           (sharding.DATA, sharding.MODEL))
+  got = sharding.make_apply_fn(model, mesh)(params, x, jax.random.key(2))
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-3, atol=2e-3)
+
+
+def test_without_bf16_instructions_the_model_keeps_xla_and_training_says_why(monkeypatch,
+                                                                             caplog):
+  monkeypatch.setattr(machine, "cpu", lambda: {"cpu": "test", "cores": 2,
+                                               "cpu_flags": ["avx2", "avx512f"]})
+  onednn_conv.available.cache_clear()
+  try:
+    assert not onednn_conv.available()
+    assert not _paper("bfloat16").onednn
+    with pytest.raises(ValueError, match="oneDNN's bf16 convolutions are not available"):
+      _paper("bfloat16", onednn=True)
+    cfg = default.get_config()
+    cfg.model.dtype = "bfloat16"
+    with caplog.at_level("WARNING"):
+      train.validate(cfg)
+    assert train.BF16_ON_CPU in caplog.text
+  finally:
+    onednn_conv.available.cache_clear()
+
+
+@needs_onednn
+def test_float32_and_the_gpu_forms_never_take_onednn(caplog):
+  assert not _paper("float32").onednn
+  assert not _paper("bfloat16", cpu_forms=False).onednn
+  cfg = default.get_config()
+  cfg.model.dtype = "bfloat16"
+  with caplog.at_level("WARNING"):
+    train.validate(cfg)
+  assert train.BF16_ON_CPU not in caplog.text
