@@ -1,5 +1,6 @@
 #!/bin/bash
-# The README's CPU performance table in one run: alexnet_jax in fp32 and bf16 against every
+# The README's CPU performance table in one run: alexnet_jax in fp32 and bf16 (with oneDNN's
+# convolutions, and XLA's with ALEXNET_ONEDNN=0: alexnet_jax/nn/onednn_conv.py) against every
 # PyTorch configuration of the same net (eager and torch.compile, fp32 and bf16 autocast),
 # for the paper net with and without LRN and the cifar net; then the loop, the loader and
 # LRN alone. Each line is one JSON object or `key value` pairs, with the CPU's flags. Run it
@@ -12,13 +13,14 @@
 set -u
 J="${PYTHON:-.venv/bin/python} -m launch.benchmark"
 T="${TORCH_PYTHON:-.venv-torch/bin/python} benchmarks/torch_reference.py"
-keys="cpu|glibc|gemm_|train_images|roofline|gflop_per_image|loop_|input_|lrn_fwd|batch_dtype|dtype|lrn "
+keys="cpu|glibc|gemm_|train_images|roofline|gflop_per_image|loop_|input_|lrn_fwd|batch_dtype|dtype|lrn |onednn"
 uptime
-jax_rows() {   # $1: extra flags for the config
-  for dtype in float32 bfloat16; do
-    echo "== alexnet_jax $dtype $1"
-    $J --what=train --warmup=1 --repeats=3 --config.model.dtype=$dtype $1 2>/dev/null \
-      | grep -E "$keys"
+jax_rows() {   # $1: extra flags for the config. bf16 twice: oneDNN's convolutions, XLA's
+  for run in "float32 1" "bfloat16 1" "bfloat16 0"; do
+    read -r dtype onednn <<< "$run"
+    echo "== alexnet_jax $dtype $1 ALEXNET_ONEDNN=$onednn"
+    ALEXNET_ONEDNN=$onednn $J --what=train --warmup=1 --repeats=3 \
+      --config.model.dtype=$dtype $1 2>/dev/null | grep -E "$keys"
   done
 }
 torch_rows() {   # $@: flags for the torch reference

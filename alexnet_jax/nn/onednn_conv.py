@@ -106,9 +106,10 @@ def build() -> str:
 @functools.cache
 def available() -> bool:
   """True where the CPU has bf16 instructions and the handlers are built and registered
-  (decided once per process; `models.create_model` asks)."""
+  (decided once per process; `models.create_model` asks). ALEXNET_ONEDNN=0 says False, to
+  compare with XLA's bf16."""
   flags = machine.cpu()["cpu_flags"]
-  if not any(f in flags for f in BF16_FLAGS):
+  if os.environ.get("ALEXNET_ONEDNN") == "0" or not any(f in flags for f in BF16_FLAGS):
     return False
   libdir = library_dir()
   path = _built_path(libdir) if libdir else None
