@@ -14,7 +14,6 @@ import json
 import os
 import sys
 
-import numpy as np
 from absl import flags
 
 from alexnet_jax.programs import features, inference

@@ -201,5 +201,5 @@ def test_a_log_line_says_when_prepared_squares_are_resized_on_the_device(shapes_
   cfg.data.resize_size = 80
   with caplog.at_level("INFO"):
     data.check_classes(cfg.data, loader.open_split(cfg.data), 4)
-  assert (f"holds 72x72 squares: every batch is resized to 80x80 on the device (prepare it "
+  assert ("holds 72x72 squares: every batch is resized to 80x80 on the device (prepare it "
           "with --size=80 to skip that)") in caplog.text

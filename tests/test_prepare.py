@@ -1,5 +1,4 @@
 """prepare: §2's fixed-size squares written as `records` shards; resumable, skipping bad files."""
-import json
 import os
 import subprocess
 import sys

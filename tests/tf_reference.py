@@ -5,7 +5,6 @@ TensorFlow functions on the host for every image (§2 square, §4.1 crops, flips
 lighting, the input scale). tests/test_augment.py checks that the JAX functions compute
 the same for the same crop offsets, flips and lighting draws.
 """
-import numpy as np
 import tensorflow as tf
 
 from alexnet_jax.data.augment import input_gain  # the scale's constants, not its maths

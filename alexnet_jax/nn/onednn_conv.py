@@ -117,7 +117,11 @@ def available() -> bool:
     logging.info("bf16 convolutions: XLA's (oneDNN's are not built; `python -m "
                  "alexnet_jax.nn.onednn_conv` builds them)")
     return False
-  handlers = ctypes.cdll.LoadLibrary(path)
+  try:
+    handlers = ctypes.cdll.LoadLibrary(path)
+  except OSError as e:   # e.g. libdnnl.so.3 gone since the build
+    logging.warning("bf16 convolutions: XLA's (oneDNN's do not load: %s)", e)
+    return False
   for name, symbol in TARGETS.items():
     jax.ffi.register_ffi_target(f"alexnet_conv_{name}",
                                 jax.ffi.pycapsule(getattr(handlers, symbol)), platform="cpu")

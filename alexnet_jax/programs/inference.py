@@ -22,11 +22,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import io
-import json
 import math
 import os
 import re
-import time
 import warnings
 from typing import Any, Sequence
 
@@ -38,7 +36,6 @@ from absl import logging
 from etils import epath
 from PIL import Image, ImageFile
 
-from alexnet_jax.base import messages
 from alexnet_jax.base import records
 from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import augment, imagenet, loader
