@@ -62,7 +62,7 @@ def test_each_paper_layer_and_its_gradients_match_f32(size, cin, cout, kernel, s
 
 
 def _paper(dtype, **kwargs):
-  return models.create_model(models.model_config("paper", dtype=dtype, dropout=0.0), 227,
+  return models.create_model(models.model_config("paper", dtype=dtype, dropout=0.0), 67,
                              **kwargs)
 
 
@@ -71,7 +71,7 @@ def test_a_bf16_paper_net_on_onednn_is_as_close_to_f32_as_xla_bf16():
   """The whole net, two towers on one device: logits and every parameter's gradient are
   no further from f32 than XLA's bf16 form is (oneDNN keeps the maps in f32)."""
   f32 = _paper("float32")
-  x = jax.random.normal(jax.random.key(0), (4, 227, 227, 3))
+  x = jax.random.normal(jax.random.key(0), (4, 67, 67, 3))
   labels = jnp.arange(4)
   params = jax.jit(f32.init)(jax.random.key(1), x)["params"]
 
@@ -99,7 +99,7 @@ def test_towers_on_two_devices_compute_what_one_device_does():
   oneDNN; the logits and the gradients (the weights' summed over the data axis) equal to
   one device's."""
   model = _paper("bfloat16")
-  x = jax.random.normal(jax.random.key(0), (4, 227, 227, 3))
+  x = jax.random.normal(jax.random.key(0), (4, 67, 67, 3))
   params = jax.jit(model.init)(jax.random.key(1), x)["params"]
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]).reshape(2, 2),
                            (sharding.DATA, sharding.MODEL))
