@@ -23,9 +23,9 @@ STAMP := $(VENV)/requirements.sha256
 # $(call venv,FILES): make $(VENV) hold FILES unless its stamp has each file's current hash.
 # A changed requirements.txt starts a venv made here afresh (nothing left over from the old
 # pins); a venv without a stamp is installed into as it is; test requirements go on top.
-# After the install, oneDNN's bf16 convolutions are built (alexnet_jax/nn/onednn_conv.py);
+# After the install, oneDNN's bf16 convolutions are built (alexnet_jax/nn/onednn.py);
 # without them a bf16 model on a CPU computes in f32 through XLA, which is all that is lost.
-NO_ONEDNN := oneDNN's bf16 convolutions not built: bf16 on a CPU computes in f32 (onednn_conv.py)
+NO_ONEDNN := oneDNN's bf16 convolutions not built: bf16 on a CPU computes in f32 (onednn.py)
 
 ifeq ($(PY),$(VENV)/bin/python)
 define venv
@@ -37,7 +37,7 @@ define venv
 	[ -d $(VENV) ] || $(PYTHON) -m venv $(VENV); \
 	$(PY) -m pip install --quiet --upgrade pip; \
 	$(PY) -m pip install --quiet $(addprefix -r ,$(1)); \
-	$(PY) -m alexnet_jax.nn.onednn_conv > /dev/null || echo "$(NO_ONEDNN)"; \
+	$(PY) -m alexnet_jax.nn.onednn > /dev/null || echo "$(NO_ONEDNN)"; \
 	echo "$$want" > $(STAMP)
 endef
 TENSORBOARD := $(VENV)/bin/tensorboard

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The README's CPU performance table in one run: alexnet_jax in fp32 and bf16 (with oneDNN's
-# convolutions, and XLA's with ALEXNET_ONEDNN=0: alexnet_jax/nn/onednn_conv.py) against every
+# convolutions, and XLA's with ALEXNET_ONEDNN=0: alexnet_jax/nn/onednn.py) against every
 # PyTorch configuration of the same net (eager and torch.compile, fp32 and bf16 autocast),
 # for the paper net with and without LRN and the cifar net; then the loop, the loader and
 # LRN alone. Each line is one JSON object or `key value` pairs, with the CPU's flags. Run it

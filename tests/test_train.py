@@ -14,7 +14,7 @@ import pytest
 
 from alexnet_jax.base import records
 from alexnet_jax.data import loader
-from alexnet_jax.nn import onednn_conv
+from alexnet_jax.nn import onednn
 from alexnet_jax.programs import train
 from alexnet_jax.run import checkpoint
 from experiments import default
@@ -288,14 +288,14 @@ def test_training_does_not_import_inference():
 def test_bf16_on_a_cpu_warns_because_xla_computes_it_in_f32(caplog, monkeypatch):
   """The warning's premise, checked on this jaxlib: a bf16 convolution compiles to an f32
   one. When XLA:CPU computes bf16 natively this fails, and the warning should go. It is
-  given where oneDNN's bf16 convolutions are not (tests/test_onednn_conv.py: where they are,
+  given where oneDNN's bf16 convolutions are not (tests/test_onednn.py: where they are,
   it is not)."""
   x, w = jnp.ones((2, 9, 9, 3), jnp.bfloat16), jnp.ones((3, 3, 3, 4), jnp.bfloat16)
   conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
   hlo = conv.lower(x, w).compile().as_text()
   assert re.search(r"f32\[2,9,9,4\]\S* convolution\(", hlo), hlo
-  monkeypatch.setattr(onednn_conv, "available", lambda: False)
+  monkeypatch.setattr(onednn, "available", lambda: False)
   cfg = default.get_config()
   cfg.model.dtype = "bfloat16"
   with caplog.at_level("WARNING"):

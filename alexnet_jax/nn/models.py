@@ -29,6 +29,7 @@ across that axis where the paper's layers read both towers (conv3, fc6, fc7, fc8
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -38,7 +39,7 @@ import ml_collections
 
 from alexnet_jax.nn import cpu_forms as cpu_forms_lib
 from alexnet_jax.nn import lrn as lrn_lib
-from alexnet_jax.nn import onednn_conv
+from alexnet_jax.nn import onednn as onednn_lib
 from alexnet_jax.nn import pooling
 
 
@@ -202,7 +203,7 @@ class Conv(nn.Module):
   init_scheme: str = "paper"   # see `initializers`
   init_std: float = 0.01       # 'cuda_convnet' only
   dtype: Any = jnp.float32
-  onednn: bool = False         # bf16 by oneDNN's kernels (onednn_conv.py)
+  onednn: bool = False         # bf16 by oneDNN (onednn.py)
 
   @nn.compact
   def __call__(self, x):
@@ -213,8 +214,8 @@ class Conv(nn.Module):
     kernel = self.param("kernel", kernel_init, shape)
     bias = self.param("bias", bias_init, (self.features,))
     pad = self.padding if isinstance(self.padding, tuple) else (self.padding, self.padding)
-    if self.onednn:   # towers as oneDNN's groups; the maps in f32 (onednn_conv.py)
-      return onednn_conv.conv(x, kernel, bias, stride=self.stride, padding=tuple(pad),
+    if self.onednn:   # towers as oneDNN's groups; the maps in f32 (onednn.py)
+      return onednn_lib.conv(x, kernel, bias, stride=self.stride, padding=tuple(pad),
                               groups=self.groups)
     conv = lambda x, w: jax.lax.conv_general_dilated(
         x, w.astype(self.dtype), (self.stride, self.stride), (pad, pad),
@@ -227,6 +228,20 @@ class Conv(nn.Module):
       ws = jnp.split(kernel, self.groups, axis=-1)
       y = jnp.concatenate([conv(a, w) for a, w in zip(xs, ws)], axis=-1)
     return y + bias.astype(self.dtype)
+
+
+class Dense(nn.Module):
+  """nn.Dense's parameters ("kernel" [in, features], "bias") applied by oneDNN's bf16 matmul
+  (onednn.dense), the output in f32: the fully connected layers where `AlexNet.onednn`."""
+  features: int
+  kernel_init: Any
+  bias_init: Any
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param("kernel", self.kernel_init, (x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", self.bias_init, (self.features,), jnp.float32)
+    return onednn_lib.dense(x, kernel, bias)
 
 
 class AlexNet(nn.Module):
@@ -260,8 +275,8 @@ class AlexNet(nn.Module):
   model_axis: str | None = None   # set inside shard_map: the mesh axis holding the towers
   cpu_forms: bool = False         # the forms XLA:CPU runs fast (cpu_forms.py); create_model
                                   # sets it from the backend. The same numbers either way
-  onednn: bool = False            # bf16 convolutions by oneDNN (onednn_conv.py); create_model
-                                  # sets it where the CPU has bf16 instructions
+  onednn: bool = False            # bf16 convolutions and fc layers by oneDNN (onednn.py);
+                                  # create_model sets it where the CPU has bf16 instructions
 
   @property
   def _shards(self) -> int:
@@ -371,22 +386,22 @@ class AlexNet(nn.Module):
     """The fully connected layers (§3.5): fc6 and fc7 with dropout on their outputs (§4.2;
     or inputs, torchvision's), each reading both towers' units, then fc8's logits
     [B, num_classes]. `x`: all towers' flattened maps [B, 6*6*256]."""
-    dtype = DTYPES[self.dtype]
+    dense = Dense if self.onednn else functools.partial(nn.Dense, dtype=DTYPES[self.dtype])
     *hidden, last = fc_names(self.arch, len(self.fc_features))
     for name, width in zip(hidden, self.fc_features):
       if self.dropout_at == "inputs":   # all towers' inputs: the same mask on every device
         x = self._dropout(x, example_ids, train, tower_share=False)
       kernel_init, bias_init = initializers(self.init_scheme, name, x.shape[-1])
-      x = nn.Dense(width // self._shards, dtype=dtype, name=name, kernel_init=kernel_init,
-                   bias_init=bias_init)(x)
+      x = dense(width // self._shards, name=name, kernel_init=kernel_init,
+                bias_init=bias_init)(x)
       x = self._act(x)
       self.sow("intermediates", out_name(name), x)
       if self.dropout_at == "outputs":
         x = self._dropout(x, example_ids, train, tower_share=True)
       x = self._gather(x)
     kernel_init, bias_init = initializers(self.init_scheme, last, x.shape[-1])
-    x = nn.Dense(self.num_classes // self._shards, dtype=dtype, name=last,
-                 kernel_init=kernel_init, bias_init=bias_init)(x)
+    x = dense(self.num_classes // self._shards, name=last, kernel_init=kernel_init,
+              bias_init=bias_init)(x)
     x = self._gather(x).astype(jnp.float32)   # logits [B, num_classes]
     self.sow("intermediates", out_name(last), x)
     return x
@@ -457,8 +472,8 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
                  onednn: bool | None = None) -> AlexNet:
   """The AlexNet for a model config (see `PRESETS`) at a given input size. `cpu_forms`:
   the forms XLA:CPU runs fast; by default `cpu_forms.default()`, decided here, once.
-  `onednn`: bf16 convolutions by oneDNN; by default where the model computes in bf16 with
-  the CPU's forms on a CPU backend and `onednn_conv.available()`."""
+  `onednn`: bf16 convolutions and fc layers by oneDNN; by default where the model computes
+  in bf16 with the CPU's forms on a CPU backend and `onednn.available()`."""
   if cfg.activation not in ("relu", "tanh"):
     raise ValueError(f"model.activation must be 'relu' or 'tanh', got {cfg.activation!r}")
   if cfg.init_scheme not in INIT_SCHEMES:
@@ -488,10 +503,10 @@ def create_model(cfg: ml_collections.ConfigDict, image_size: int,
     cpu_forms = cpu_forms_lib.default()
   if onednn is None:
     onednn = (cfg.dtype == "bfloat16" and cpu_forms and jax.default_backend() == "cpu"
-              and onednn_conv.available())
-  elif onednn and not onednn_conv.available():
+              and onednn_lib.available())
+  elif onednn and not onednn_lib.available():
     raise ValueError("oneDNN's bf16 convolutions are not available here (a CPU with "
-                     "avx512_bf16 or AMX, and `python -m alexnet_jax.nn.onednn_conv`)")
+                     "avx512_bf16 or AMX, and `python -m alexnet_jax.nn.onednn`)")
   return AlexNet(**{**fields, "conv1_padding": conv1_padding(cfg, image_size)},
                  model_axis=model_axis, cpu_forms=cpu_forms, onednn=onednn)
 

@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 from alexnet_jax.base import events
 from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.data import augment, dataset as data, loader
-from alexnet_jax.nn import models, onednn_conv
+from alexnet_jax.nn import models, onednn
 from alexnet_jax.programs import evaluation, finetune, plateau
 from alexnet_jax.run import checkpoint, dispatch, run_info, sharding
 from alexnet_jax.run import distributed
@@ -190,9 +190,9 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
     raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {data} data-parallel "
                      f"devices of mesh (data={data}, model={model})")
   if cfg.model.dtype == "bfloat16" and jax.default_backend() == "cpu":
-    if onednn_conv.available():
+    if onednn.available():
       logging.info("model.dtype=bfloat16 on a CPU: the convolutions run on oneDNN's bf16 "
-                   "kernels (alexnet_jax/nn/onednn_conv.py)")
+                   "kernels (alexnet_jax/nn/onednn.py)")
     else:
       logging.warning(BF16_ON_CPU)
 
@@ -202,7 +202,7 @@ def validate(cfg: ml_collections.ConfigDict, devices=None) -> None:
 # benchmarks/README.md), so bf16 adds conversions and saves nothing, unless oneDNN computes
 # the convolutions.
 BF16_ON_CPU = ("model.dtype=bfloat16 on a CPU without oneDNN's bf16 convolutions (a CPU "
-               "with avx512_bf16 or AMX, and `python -m alexnet_jax.nn.onednn_conv`): XLA:CPU "
+               "with avx512_bf16 or AMX, and `python -m alexnet_jax.nn.onednn`): XLA:CPU "
                "computes bf16 in float32, so this runs slower than float32, not faster "
                "(benchmarks/README.md, bf16 on a CPU)")
 

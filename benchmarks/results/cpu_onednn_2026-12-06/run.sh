@@ -1,5 +1,5 @@
 #!/bin/bash
-# bf16 with oneDNN's convolutions (alexnet_jax/nn/onednn_conv.py) beside alexnet_jax fp32,
+# bf16 with oneDNN's convolutions (alexnet_jax/nn/onednn.py) beside alexnet_jax fp32,
 # alexnet_jax bf16 through XLA (ALEXNET_ONEDNN=0) and every PyTorch configuration, the paper
 # net with LRN and without, then the cifar net. From the repository root, quiet machine:
 #   TORCH_PYTHON=.venv/bin/python bash benchmarks/results/cpu_onednn_2026-12-06/run.sh

@@ -1,15 +1,19 @@
-// oneDNN's bf16 convolutions as XLA FFI handlers, for `onednn_conv.py`.
+// oneDNN's bf16 convolutions and matmuls as XLA FFI handlers, for `onednn.py`.
 //
-// XLA:CPU (jax 0.10) computes a bf16 convolution in f32 (benchmarks/README.md "bf16 on a
-// CPU"); oneDNN runs it on the CPU's bf16 instructions (avx512_bf16, AMX). Three handlers,
-// one per pass of a convolution layer (§3.5), images NHWC and kernels HWIO as the model
-// keeps them, the same stride and padding on both spatial axes, `groups` towers each
-// reading its own share of the input maps (§3.2):
+// XLA:CPU (jax 0.10) computes bf16 convolutions and matmuls in f32 (benchmarks/README.md
+// "bf16 on a CPU"); oneDNN runs them on the CPU's bf16 instructions (avx512_bf16, AMX).
+// Three handlers for each pass of a convolution layer (§3.5), images NHWC and kernels HWIO
+// as the model keeps them, the same stride and padding on both spatial axes, `groups`
+// towers each reading its own share of the input maps (§3.2):
 //   alexnet_conv_forward          x bf16, w f32, b f32 -> y f32
 //   alexnet_conv_backward_data    dy bf16, w f32 -> dx f32
 //   alexnet_conv_backward_weights x bf16, dy bf16 -> dw f32, db f32
 // The f32 kernel is reordered (and rounded to bf16) into oneDNN's blocked layout on each
-// call; the kernel's gradient is reordered back to HWIO.
+// call; the kernel's gradient is reordered back to HWIO. And three for a fully connected
+// layer, x [M, K] and w [K, N] row-major:
+//   alexnet_dense_forward          x bf16, w bf16, b f32 -> y f32
+//   alexnet_dense_backward_data    dy bf16, w bf16 -> dx f32
+//   alexnet_dense_backward_weights x bf16, dy bf16 -> dw f32
 
 #include <cstdint>
 #include <mutex>
@@ -177,6 +181,60 @@ ffi::Error BackwardWeights(ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> dy,
   });
 }
 
+
+// The fully connected layers (§3.5): x [M, K], w [K, N] f32, y [M, N]. The backward passes
+// read w and x transposed in place (strides, no copies).
+memory::desc matrix(memory::dim rows, memory::dim cols, dt type, bool transposed = false) {
+  return transposed ? memory::desc({rows, cols}, type, memory::dims{1, rows})
+                    : memory::desc({rows, cols}, type, tag::ab);
+}
+
+// dst = src @ weights (+ bias): bf16 src and weights in the layouts given (oneDNN's brgemm
+// reads plain and transposed ones as they are), f32 dst.
+void matmul(const memory::desc& src_desc, void* src_data, const memory::desc& weights_desc,
+            void* weights_data, void* bias_data, const memory::desc& dst_desc, void* dst_data) {
+  auto bias_desc = memory::desc({1, weights_desc.get_dims()[1]}, dt::f32, tag::ab);
+  auto pd = bias_data
+      ? dnnl::matmul::primitive_desc(cpu(), src_desc, weights_desc, bias_desc, dst_desc)
+      : dnnl::matmul::primitive_desc(cpu(), src_desc, weights_desc, dst_desc);
+  std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, wrap(src_desc, src_data)},
+                                          {DNNL_ARG_WEIGHTS, wrap(weights_desc, weights_data)},
+                                          {DNNL_ARG_DST, wrap(dst_desc, dst_data)}};
+  if (bias_data) args.insert({DNNL_ARG_BIAS, wrap(bias_desc, bias_data)});
+  dnnl::stream s(cpu());
+  dnnl::matmul(pd).execute(s, args);
+  s.wait();
+}
+
+ffi::Error DenseForward(ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> w,
+                        ffi::Buffer<ffi::F32> b, ffi::ResultBuffer<ffi::F32> y) {
+  return guarded([&] {
+    auto m = x.dimensions()[0], k = x.dimensions()[1], n = w.dimensions()[1];
+    matmul(matrix(m, k, dt::bf16), x.untyped_data(), matrix(k, n, dt::bf16), w.untyped_data(),
+           b.untyped_data(), matrix(m, n, dt::f32), y->untyped_data());
+  });
+}
+
+// dx [M, K] = dy [M, N] @ w^T [N, K]
+ffi::Error DenseBackwardData(ffi::Buffer<ffi::BF16> dy, ffi::Buffer<ffi::BF16> w,
+                             ffi::ResultBuffer<ffi::F32> dx) {
+  return guarded([&] {
+    auto m = dy.dimensions()[0], n = dy.dimensions()[1], k = w.dimensions()[0];
+    matmul(matrix(m, n, dt::bf16), dy.untyped_data(), matrix(n, k, dt::bf16, true),
+           w.untyped_data(), nullptr, matrix(m, k, dt::f32), dx->untyped_data());
+  });
+}
+
+// dw [K, N] = x^T [K, M] @ dy [M, N]
+ffi::Error DenseBackwardWeights(ffi::Buffer<ffi::BF16> x, ffi::Buffer<ffi::BF16> dy,
+                                ffi::ResultBuffer<ffi::F32> dw) {
+  return guarded([&] {
+    auto m = x.dimensions()[0], k = x.dimensions()[1], n = dy.dimensions()[1];
+    matmul(matrix(k, m, dt::bf16, true), x.untyped_data(), matrix(m, n, dt::bf16),
+           dy.untyped_data(), nullptr, matrix(k, n, dt::f32), dw->untyped_data());
+  });
+}
+
 }  // namespace
 
 #define ATTRIBUTES                                        \
@@ -202,3 +260,22 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(AlexnetConvBackwardWeights, BackwardWeights,
                                   .Arg<ffi::Buffer<ffi::BF16>>()
                                   .Ret<ffi::Buffer<ffi::F32>>()
                                   .Ret<ffi::Buffer<ffi::F32>>() ATTRIBUTES);
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlexnetDenseForward, DenseForward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlexnetDenseBackwardData, DenseBackwardData,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(AlexnetDenseBackwardWeights, DenseBackwardWeights,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Arg<ffi::Buffer<ffi::BF16>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());

@@ -1,4 +1,4 @@
-"""oneDNN's bf16 convolutions (alexnet_jax/nn/onednn_conv.py): the same numbers as XLA's bf16
+"""oneDNN's bf16 convolutions (alexnet_jax/nn/onednn.py): the same numbers as XLA's bf16
 convolutions, within bf16's rounding, for every conv layer of the paper's net, with towers
 on one device and on several; and XLA's form wherever oneDNN's is not there."""
 import jax
@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 
 from alexnet_jax.base import machine
-from alexnet_jax.nn import models, onednn_conv
+from alexnet_jax.nn import models, onednn
 from alexnet_jax.programs import train
 from alexnet_jax.run import sharding
 from experiments import default
 
 needs_onednn = pytest.mark.skipif(
-    not onednn_conv.available(),
+    not onednn.available(),
     reason="oneDNN's bf16 convolutions need a CPU with avx512_bf16 or AMX and a build "
-           "(python -m alexnet_jax.nn.onednn_conv)")
+           "(python -m alexnet_jax.nn.onednn)")
 
 # (input size, in maps, out maps, kernel, stride, padding, towers): §3.5's conv1 at 227 and
 # at 224 (its padding uneven), conv2 and conv4 (two towers), conv3, batch 3.
@@ -47,7 +47,7 @@ def test_each_paper_layer_and_its_gradients_match_f32(size, cin, cout, kernel, s
   x = jax.random.normal(keys[0], (3, size, size, cin))
   w = jax.random.normal(keys[1], (kernel, kernel, cin // groups, cout)) * 0.05
   b = jax.random.normal(keys[2], (cout,))
-  mine = jax.jit(lambda x, w, b: onednn_conv.conv(x, w, b, stride=stride, padding=padding,
+  mine = jax.jit(lambda x, w, b: onednn.conv(x, w, b, stride=stride, padding=padding,
                                                   groups=groups))
   reference = jax.jit(lambda x, w, b: _conv_f32(x, w, b, stride, padding, groups))
   y = mine(x, w, b)
@@ -82,10 +82,10 @@ def test_a_bf16_paper_net_on_onednn_is_as_close_to_f32_as_xla_bf16():
     (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
     return logits, grads
 
-  onednn, xla = _paper("bfloat16"), _paper("bfloat16", onednn=False)
-  assert onednn.onednn and not xla.onednn
+  fast, xla = _paper("bfloat16"), _paper("bfloat16", onednn=False)
+  assert fast.onednn and not xla.onednn
   want, want_grads = run(f32)
-  got, got_grads = run(onednn)
+  got, got_grads = run(fast)
   base, base_grads = run(xla)
   assert _relative(got, want) <= max(_relative(base, want), 1e-3)
   for (path, g), w, b in zip(jax.tree_util.tree_leaves_with_path(got_grads),
@@ -118,9 +118,9 @@ def test_without_bf16_instructions_the_model_keeps_xla_and_training_says_why(mon
                                                                              caplog):
   monkeypatch.setattr(machine, "cpu", lambda: {"cpu": "test", "cores": 2,
                                                "cpu_flags": ["avx2", "avx512f"]})
-  onednn_conv.available.cache_clear()
+  onednn.available.cache_clear()
   try:
-    assert not onednn_conv.available()
+    assert not onednn.available()
     assert not _paper("bfloat16").onednn
     with pytest.raises(ValueError, match="oneDNN's bf16 convolutions are not available"):
       _paper("bfloat16", onednn=True)
@@ -130,7 +130,7 @@ def test_without_bf16_instructions_the_model_keeps_xla_and_training_says_why(mon
       train.validate(cfg)
     assert train.BF16_ON_CPU in caplog.text
   finally:
-    onednn_conv.available.cache_clear()
+    onednn.available.cache_clear()
 
 
 @needs_onednn
@@ -142,3 +142,26 @@ def test_float32_and_the_gpu_forms_never_take_onednn(caplog):
   with caplog.at_level("WARNING"):
     train.validate(cfg)
   assert train.BF16_ON_CPU not in caplog.text
+
+
+@needs_onednn
+@pytest.mark.parametrize("inputs,outputs", [(9216, 2048), (4096, 4096), (4096, 1000)])
+def test_fc_layers_and_their_gradients_match_f32(inputs, outputs):
+  """fc6 (one tower's half), fc7 and fc8 (§3.5) by oneDNN's matmul, batch 5: equal to f32
+  of the same bf16 inputs; gradients within bf16's rounding of the incoming gradient."""
+  keys = jax.random.split(jax.random.key(inputs + outputs), 4)
+  x = jax.random.normal(keys[0], (5, inputs))
+  w = jax.random.normal(keys[1], (inputs, outputs)) * 0.01
+  b = jax.random.normal(keys[2], (outputs,))
+  rounded = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
+  mine = jax.jit(onednn.dense)
+  reference = jax.jit(lambda x, w, b: jnp.dot(rounded(x), rounded(w), precision="highest") + b)
+  y = mine(x, w, b)
+  assert y.dtype == jnp.float32
+  assert _relative(y, reference(x, w, b)) < 1e-5
+  dy = jax.random.normal(keys[3], y.shape)
+  grads = [jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * dy), argnums=(0, 1, 2)))(x, w, b)
+           for f in (mine, reference)]
+  for name, got, want in zip(("inputs", "kernel", "bias"), *grads):
+    assert got.dtype == want.dtype and got.shape == want.shape, name
+    assert _relative(got, want) < 8e-3, name

@@ -1,18 +1,20 @@
-"""bf16 convolutions on a CPU's bf16 instructions: oneDNN through XLA's FFI.
+"""bf16 convolutions and fc layers on a CPU's bf16 instructions: oneDNN through XLA's FFI.
 
-XLA:CPU (jax 0.10) computes a bf16 convolution in f32, so `model.dtype=bfloat16` ran slower
-than f32 on a CPU (benchmarks/README.md "bf16 on a CPU"). oneDNN, the library PyTorch's
-CPU convolutions use, has kernels for avx512_bf16 and AMX. `onednn_conv.cc` wraps its
-forward and both backward convolutions as FFI handlers; `conv` is the convolution of
-`models.Conv` (§3.5) with them as its forward pass and its gradient.
+XLA:CPU (jax 0.10) computes bf16 convolutions and matmuls in f32, so `model.dtype=bfloat16`
+ran slower than f32 on a CPU (benchmarks/README.md "bf16 on a CPU"). oneDNN, the library
+PyTorch's CPU convolutions use, has kernels for avx512_bf16 and AMX. `onednn.cc` wraps its
+convolution and matmul, forward and both backward passes, as FFI handlers; `conv` is
+`models.Conv` and `dense` `models.Dense` (§3.5) with them as their forward passes and
+gradients. Inputs are rounded to bf16, outputs and gradients are f32, so the layers in
+between (ReLU, LRN, pooling, dropout) run XLA's f32 loops.
 
 The library is the registry's CPU-only build (`onednn-cpu-gomp`, in requirements.txt); the
 C++ API header comes from `onednn-devel` (its wheel depends on the SYCL runtime, so it is
-fetched without its dependencies, once, by `build`). `python -m alexnet_jax.nn.onednn_conv`
+fetched without its dependencies, once, by `build`). `python -m alexnet_jax.nn.onednn`
 builds the handlers with the system's C++ compiler (`make` does it with the venv) into
 `$ALEXNET_ONEDNN_DIR` (default ~/.cache/alexnet_jax/onednn). Where the CPU has no bf16
 instructions, or the handlers are not built, `available()` is False and the model keeps
-XLA's convolutions: the same numbers within bf16's rounding (tests/test_onednn_conv.py).
+XLA's layers: the same numbers within bf16's rounding (tests/test_onednn.py).
 """
 from __future__ import annotations
 
@@ -33,9 +35,13 @@ import jax.numpy as jnp
 from alexnet_jax.base import machine
 
 HEADERS = "onednn-devel==2026.1.0"   # the C++ API header (oneDNN's v3 API and ABI)
-SOURCE = os.path.join(os.path.dirname(__file__), "onednn_conv.cc")
-TARGETS = {"forward": "AlexnetConvForward", "backward_data": "AlexnetConvBackwardData",
-           "backward_weights": "AlexnetConvBackwardWeights"}
+SOURCE = os.path.join(os.path.dirname(__file__), "onednn.cc")
+TARGETS = {"conv_forward": "AlexnetConvForward",
+           "conv_backward_data": "AlexnetConvBackwardData",
+           "conv_backward_weights": "AlexnetConvBackwardWeights",
+           "dense_forward": "AlexnetDenseForward",
+           "dense_backward_data": "AlexnetDenseBackwardData",
+           "dense_backward_weights": "AlexnetDenseBackwardWeights"}
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -60,7 +66,7 @@ def _built_path(libdir: str) -> str:
   for part in (open(SOURCE, "rb").read(), jax.__version__.encode(),
                os.path.realpath(os.path.join(libdir, "libdnnl.so.3")).encode()):
     key.update(part)
-  return os.path.join(build_dir(), f"onednn_conv-{key.hexdigest()[:16]}.so")
+  return os.path.join(build_dir(), f"onednn-{key.hexdigest()[:16]}.so")
 
 
 def _headers(into: str) -> str:
@@ -83,7 +89,7 @@ def _headers(into: str) -> str:
 
 
 def build() -> str:
-  """Compiles onednn_conv.cc into build_dir() (once per source, jaxlib and oneDNN);
+  """Compiles onednn.cc into build_dir() (once per source, jaxlib and oneDNN);
   returns the file. Needs the registry the first time (the header) and a C++ compiler."""
   libdir = library_dir()
   if libdir is None:
@@ -115,7 +121,7 @@ def available() -> bool:
   path = _built_path(libdir) if libdir else None
   if path is None or not os.path.exists(path):
     logging.info("bf16 convolutions: XLA's (oneDNN's are not built; `python -m "
-                 "alexnet_jax.nn.onednn_conv` builds them)")
+                 "alexnet_jax.nn.onednn` builds them)")
     return False
   try:
     handlers = ctypes.cdll.LoadLibrary(path)
@@ -123,7 +129,7 @@ def available() -> bool:
     logging.warning("bf16 convolutions: XLA's (oneDNN's do not load: %s)", e)
     return False
   for name, symbol in TARGETS.items():
-    jax.ffi.register_ffi_target(f"alexnet_conv_{name}",
+    jax.ffi.register_ffi_target(f"alexnet_{name}",
                                 jax.ffi.pycapsule(getattr(handlers, symbol)), platform="cpu")
   return True
 
@@ -139,47 +145,89 @@ def conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, stride: int,
   Inside shard_map the images vary over the mesh's data axis and the weights do not; all
   three are cast to the same varying axes first (an FFI call takes one set), so that
   autodiff sums the weights' gradients over the data axis, as for XLA's convolution."""
-  axes = frozenset().union(*(jax.typeof(a).mat.varying for a in (x, kernel, bias)))
-  x, kernel, bias = (jax.lax.pcast(a, tuple(axes - jax.typeof(a).mat.varying), to="varying")
-                     for a in (x, kernel, bias))
+  x, kernel, bias = _same_axes(x, kernel, bias)
   return _conv(x.astype(jnp.bfloat16), kernel.astype(jnp.float32), bias.astype(jnp.float32),
                (stride, *padding, groups))
 
 
-def _call(name, results, *args, geometry):
-  stride, pad_lo, pad_hi, groups = geometry
+def _same_axes(*arrays):
+  """Inside shard_map: the arrays cast to the union of their varying manual axes."""
+  axes = frozenset().union(*(jax.typeof(a).mat.varying for a in arrays))
+  return [jax.lax.pcast(a, tuple(axes - jax.typeof(a).mat.varying), to="varying")
+          for a in arrays]
+
+
+def _call(name, results, *args, **attributes):
   like = jax.typeof(args[0])   # the results vary over the arguments' axes
   avals = [like.update(shape=shape, dtype=jnp.dtype(jnp.float32)) for shape in results]
-  return jax.ffi.ffi_call(f"alexnet_conv_{name}", avals, vmap_method="sequential")(
-      *args, stride=stride, pad_lo=pad_lo, pad_hi=pad_hi, groups=groups)
+  return jax.ffi.ffi_call(f"alexnet_{name}", avals, vmap_method="sequential")(*args,
+                                                                             **attributes)
+
+
+def _geometry(geometry):
+  stride, pad_lo, pad_hi, groups = geometry
+  return dict(stride=stride, pad_lo=pad_lo, pad_hi=pad_hi, groups=groups)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _conv(x, kernel, bias, geometry):
-  return _forward(x, kernel, bias, geometry)[0]
+  return _conv_forward(x, kernel, bias, geometry)[0]
 
 
-def _forward(x, kernel, bias, geometry):
+def _conv_forward(x, kernel, bias, geometry):
   stride, pad_lo, pad_hi, _ = geometry
   kh, kw, _, out = kernel.shape
   h, w = ((n + pad_lo + pad_hi - k) // stride + 1 for n, k in zip(x.shape[1:3], (kh, kw)))
-  (y,) = _call("forward", [(x.shape[0], h, w, out)], x, kernel, bias, geometry=geometry)
+  (y,) = _call("conv_forward", [(x.shape[0], h, w, out)], x, kernel, bias,
+               **_geometry(geometry))
   return y, (x, kernel)
 
 
-def _backward(geometry, saved, dy):
+def _conv_backward(geometry, saved, dy):
   x, kernel = saved
   dy = dy.astype(jnp.bfloat16)
-  (dx,) = _call("backward_data", [x.shape], dy, kernel, geometry=geometry)
-  dkernel, dbias = _call("backward_weights", [kernel.shape, kernel.shape[-1:]], x, dy,
-                         geometry=geometry)
+  (dx,) = _call("conv_backward_data", [x.shape], dy, kernel, **_geometry(geometry))
+  dkernel, dbias = _call("conv_backward_weights", [kernel.shape, kernel.shape[-1:]], x, dy,
+                         **_geometry(geometry))
   return dx.astype(x.dtype), dkernel, dbias
 
 
-_conv.defvjp(_forward, _backward)
+_conv.defvjp(_conv_forward, _conv_backward)
+
+
+def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+  """A fully connected layer (§3.5), `x @ kernel + bias`, in f32 from bf16 by oneDNN's
+  matmul: x [B, K] and kernel [K, N] rounded to bf16 (the kernel once for both passes that
+  read it), the f32 bias; the gradients as `conv`'s (the bias's is the sum of the f32
+  incoming gradient)."""
+  x, kernel, bias = _same_axes(x, kernel, bias)
+  return _dense(x.astype(jnp.bfloat16), kernel.astype(jnp.float32), bias.astype(jnp.float32))
+
+
+@jax.custom_vjp
+def _dense(x, kernel, bias):
+  return _dense_forward(x, kernel, bias)[0]
+
+
+def _dense_forward(x, kernel, bias):
+  kernel = kernel.astype(jnp.bfloat16)
+  (y,) = _call("dense_forward", [(x.shape[0], kernel.shape[1])], x, kernel, bias)
+  return y, (x, kernel)
+
+
+def _dense_backward(saved, dy):
+  x, kernel = saved
+  dbias = jnp.sum(dy, axis=0)
+  dy = dy.astype(jnp.bfloat16)
+  (dx,) = _call("dense_backward_data", [x.shape], dy, kernel)
+  (dkernel,) = _call("dense_backward_weights", [kernel.shape], x, dy)
+  return dx.astype(x.dtype), dkernel, dbias
+
+
+_dense.defvjp(_dense_forward, _dense_backward)
 
 
 if __name__ == "__main__":
   print(build())
-  print("bf16 convolutions through oneDNN:", "yes" if available() else
+  print("bf16 convolutions and fc layers through oneDNN:", "yes" if available() else
         f"no (this CPU has none of {', '.join(BF16_FLAGS)})")
