@@ -50,9 +50,13 @@ def train_losses(cfg, steps: int) -> list[float]:
 
 
 @pytest.mark.slow
-def test_quick_start_reaches_5_percent_error(tmp_path, threefry):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_quick_start_reaches_5_percent_error(tmp_path, threefry, dtype):
+  """Its defaults, and in bf16 (on a CPU with bf16 instructions, oneDNN's kernels:
+  tests/test_onednn.py)."""
   cfg = quickstart.get_config()
   cfg.mesh_shape = (1, 1)   # what a one-device machine gets
+  cfg.model.dtype = dtype
   final = train.train_and_evaluate(cfg, str(tmp_path))
   assert final["top1_error"] <= 0.05, final
 

@@ -177,17 +177,6 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(shapes_dir
 
 
 @pytest.mark.slow
-def test_bfloat16_training_runs_end_to_end(shapes_dir, tmp_path):
-  cfg = with_data(tiny_config(num_train_steps=4, log_every_steps=2, eval_every_steps=4,
-                              checkpoint_every_steps=4), shapes_dir)
-  cfg.model.dtype = "bfloat16"
-  final = train.train_and_evaluate(cfg, str(tmp_path))
-  assert np.isfinite(final["loss"])
-  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
-  assert all(np.isfinite(r["train_loss"]) for r in rows if "train_loss" in r)
-
-
-@pytest.mark.slow
 def test_the_plateau_schedule_survives_a_resume(shapes_dir, tmp_path):
   """§5's divide-by-10: the count of evaluations without improvement and the best error are
   in the checkpoint, so a run stopped between two bad evaluations still divides the rate."""
