@@ -36,6 +36,7 @@ _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (the median is repo
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "A prepared dataset for loop and input.")
 _WORKERS = flags.DEFINE_integer("workers", 0, "Loader worker processes for loop and input.")
 _LRN_BATCH = flags.DEFINE_integer("lrn_batch", 128, "Batch of the 55x55x96 LRN input.")
+_GEMM_N = flags.DEFINE_integer("gemm_n", 4096, "Size of the square float32 matmul.")
 _JSON = flags.DEFINE_string("json", None, "Write the results here as JSON.")
 
 
@@ -64,7 +65,7 @@ def main(argv):
              "towers": cfg.model.towers,
              "image_size": cfg.data.image_size, "batch": cfg.batch_size, "dtype": cfg.model.dtype}
   if "gemm" in what:
-    results.update(benchmark.gemm(warmup=_WARMUP.value, repeats=_REPEATS.value))
+    results.update(benchmark.gemm(_GEMM_N.value, warmup=_WARMUP.value, repeats=_REPEATS.value))
   if "train" in what:
     results.update(benchmark.train_and_eval_step(cfg, _WARMUP.value, _REPEATS.value))
     if "gemm" in what and jax.default_backend() == "cpu":   # XLA:GPU counts no convolutions

@@ -24,7 +24,7 @@ def results(tmp_path_factory, shapes_dir):
       [sys.executable, "-m", "launch.benchmark", "--config=experiments/quickstart.py",
        "--config.model.features=(16,32,48,48,32)", "--config.model.fc_features=(64,64)",
        "--config.batch_size=16", f"--data_dir={shapes_dir}", "--what=train,loop,input,gemm,lrn",
-       "--warmup=1", "--repeats=2", "--lrn_batch=2", "--workers=0",
+       "--warmup=1", "--repeats=2", "--lrn_batch=2", "--gemm_n=1024", "--workers=0",
        f"--json={out}"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "loop_over_step" in proc.stdout
@@ -61,5 +61,6 @@ def test_roofline_uses_xlas_flops_which_match_the_models_table(results):
   assert results["roofline_images_per_s"] == pytest.approx(
       results["gemm_gflop_per_s"] / results["train_gflop_per_image"])
   assert results["gemm_gflop_per_s"] >= results["gemm_median_gflop_per_s"] > 0   # the best
+  assert results["gemm_n"] == 1024   # --gemm_n
   assert results["train_over_roofline"] == pytest.approx(
       results["train_images_per_s"] / results["roofline_images_per_s"])
