@@ -24,6 +24,7 @@ import glob
 import hashlib
 import logging
 import os
+import site
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,6 @@ def build_dir() -> str:
 
 def library_dir() -> str | None:
   """Where pip put onednn-cpu-gomp's libdnnl.so.3 (the environment's lib/), or None."""
-  import site
   for prefix in (sys.prefix, site.getuserbase()):
     if os.path.exists(os.path.join(prefix, "lib", "libdnnl.so.3")):
       return os.path.join(prefix, "lib")
@@ -70,8 +70,9 @@ def _built_path(libdir: str) -> str:
 
 
 def _headers(into: str) -> str:
-  """oneDNN's include/ directory, from the onednn-devel wheel (downloaded once)."""
-  include = os.path.join(into, "include")
+  """oneDNN's include/ directory, from the onednn-devel wheel (downloaded once per
+  version of HEADERS)."""
+  include = os.path.join(into, "include-" + HEADERS.split("==")[1])
   if os.path.exists(os.path.join(include, "oneapi", "dnnl", "dnnl.hpp")):
     return include
   with tempfile.TemporaryDirectory() as tmp:
