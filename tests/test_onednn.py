@@ -67,6 +67,7 @@ def _paper(dtype, **kwargs):
 
 
 @needs_onednn
+@pytest.mark.slow   # the towers' test below keeps a whole net in the quick loop
 def test_a_bf16_paper_net_on_onednn_is_as_close_to_f32_as_xla_bf16():
   """The whole net, two towers on one device: logits and every parameter's gradient are
   no further from f32 than XLA's bf16 form is (oneDNN keeps the maps in f32)."""
