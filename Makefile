@@ -25,7 +25,7 @@ STAMP := $(VENV)/requirements.sha256
 # pins); a venv without a stamp is installed into as it is; test requirements go on top.
 # After the install, oneDNN's bf16 convolutions are built (alexnet_jax/nn/onednn.py);
 # without them a bf16 model on a CPU computes in f32 through XLA, which is all that is lost.
-NO_ONEDNN := oneDNN's bf16 convolutions not built: bf16 on a CPU computes in f32 (onednn.py)
+NO_ONEDNN := oneDNN's bf16 kernels not built: bf16 on a CPU computes in f32 (alexnet_jax/nn/onednn.py)
 
 ifeq ($(PY),$(VENV)/bin/python)
 define venv

@@ -1,5 +1,6 @@
 """What the fault tests share: launching the repository's programs as real processes, and
 reading their one-line errors."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -49,6 +50,17 @@ def wait_for(predicate, proc, what, seconds=120):
     assert proc.poll() is None, f"it ended before {what}: {proc.stderr.read()[-2000:]}"
     assert time.time() < deadline, f"no {what} after {seconds} s"
     time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def group_killed_after(proc):
+  """Runs the block, then SIGKILLs the group of `proc` (started with start_new_session=True)
+  if it is still running, so that a failed assertion leaves no process behind."""
+  try:
+    yield proc
+  finally:
+    if proc.poll() is None:
+      os.killpg(proc.pid, signal.SIGKILL)
 
 
 def ctrl_c(proc, timeout=60):

@@ -11,7 +11,7 @@ import pytest
 from alexnet_jax.programs import train
 from alexnet_jax.run import checkpoint
 import helpers
-from processes import launch_train, wait_for
+from processes import group_killed_after, launch_train, wait_for
 from test_train import tiny_config, with_data
 
 
@@ -27,15 +27,12 @@ def test_sigterm_saves_at_the_next_step_and_exits_0(shapes_dir, tmp_path):
                      f"--config.data.data_dir={shapes_dir}")
   proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                           start_new_session=True)
-  try:
+  with group_killed_after(proc):
     wait_for(lambda: steps_in(workdir / "checkpoints"), proc, "a checkpoint", seconds=240)
     first = steps_in(workdir / "checkpoints")[0]
     time.sleep(1.0)   # some steps past the checkpoint, which SIGTERM must not lose
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
   assert proc.returncode == 0, err[-2000:]
   stopped = int(err.split("stopped by SIGTERM after step ")[1].split(",")[0])
   # Saved where the signal came, past the regular checkpoint (a multiple of 5 or not).

@@ -3,7 +3,6 @@ of disk: each a one-line error naming the file, nothing already written lost (is
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -15,8 +14,8 @@ import helpers
 from alexnet_jax.base import records
 from alexnet_jax.data import dataset as data, loader, prepare
 from alexnet_jax.programs import train
-from processes import (ROOT, assert_one_line_error, ctrl_c, group_gone, launch, shapes_source,
-                       wait_for)
+from processes import (ROOT, assert_one_line_error, ctrl_c, group_gone, group_killed_after,
+                       launch, shapes_source, wait_for)
 from test_train import tiny_config, with_data
 
 
@@ -150,15 +149,12 @@ def test_ctrl_c_stops_prepare_and_its_workers_at_once_and_two_prepares_never_sha
          "--size=32", "--workers=2", "--examples_per_shard=4"]
   proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True, start_new_session=True)   # a group, as a terminal's job
-  try:
+  with group_killed_after(proc):
     wait_for(lambda: (out / "train-00000-of-00040.array_record").exists(), proc, "a shard")
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert_one_line_error(second, f"{out} is being written by another launch.prepare")
     assert proc.poll() is None, "prepare finished before it could be interrupted"
     stderr, took = ctrl_c(proc)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
   assert took < 30
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]

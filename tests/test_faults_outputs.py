@@ -2,7 +2,6 @@
 full disks, damaged checkpoints and Ctrl-C (issue 25)."""
 import os
 import shutil
-import signal
 import subprocess
 import sys
 
@@ -11,7 +10,8 @@ import pytest
 
 import helpers
 from alexnet_jax.programs import train
-from processes import ROOT, assert_one_line_error, ctrl_c, launch, wait_for
+from processes import (ROOT, assert_one_line_error, ctrl_c, group_killed_after, launch,
+                       wait_for)
 from test_train import tiny_config, with_data
 
 
@@ -53,13 +53,10 @@ def test_ctrl_c_stops_evaluate_within_seconds_with_one_line(trained, tmp_path):
                              "--batch_size=1", "--log_every=1"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=err, text=True,
                             start_new_session=True)
-  try:
+  with group_killed_after(proc):
     wait_for(lambda: "evaluated batch 2/" in log.read_text(), proc, "the evaluation",
              seconds=120)
     _, took = ctrl_c(proc)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
   stderr = log.read_text()
   assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
   assert stderr.strip().splitlines()[-1] == "error: interrupted (Ctrl-C)", stderr[-3000:]

@@ -12,7 +12,7 @@ import pytest
 
 from alexnet_jax.programs import train
 from alexnet_jax.run import checkpoint
-from processes import ROOT, ctrl_c, group_gone, launch_train, wait_for
+from processes import ROOT, ctrl_c, group_gone, group_killed_after, launch_train, wait_for
 from test_train import tiny_config, with_data
 
 
@@ -89,7 +89,7 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
       "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}")
   proc = subprocess.Popen(cmd(400), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                           start_new_session=True)
-  try:
+  with group_killed_after(proc):
     ckpts = workdir / "checkpoints"
     deadline = time.time() + 240
     while time.time() < deadline and not (ckpts.exists() and
@@ -98,9 +98,6 @@ def test_kill_9_then_rerun_resumes_from_the_last_complete_checkpoint(shapes_dir,
     assert proc.poll() is None, "training ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)   # mid-step or mid-save, whichever it was doing
     proc.wait(timeout=30)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
   complete = sorted(int(p) for p in os.listdir(ckpts) if p.isdigit())
   assert complete and complete[-1] >= 10
   # What a kill during a save leaves behind: an unfinished temporary directory.
@@ -188,13 +185,10 @@ def test_ctrl_c_stops_training_with_one_line_and_the_rerun_resumes(shapes_dir, t
   proc = subprocess.Popen(cmd(1000), cwd=ROOT, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, start_new_session=True)
   ckpts = workdir / "checkpoints"
-  try:
+  with group_killed_after(proc):
     wait_for(lambda: ckpts.exists() and any(p.isdigit() for p in os.listdir(ckpts)), proc,
              "a checkpoint", seconds=240)
     stderr, took = ctrl_c(proc)
-  finally:
-    if proc.poll() is None:
-      os.killpg(proc.pid, signal.SIGKILL)
   assert took < 30
   assert proc.returncode == 130, stderr[-3000:]
   assert "Traceback" not in stderr, stderr[-3000:]

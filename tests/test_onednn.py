@@ -29,9 +29,28 @@ def _relative(a, b):
   return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
+def _rounded(a):
+  """a rounded to bf16, in f32: what both bf16 forms compute from."""
+  return a.astype(jnp.bfloat16).astype(jnp.float32)
+
+
+def _assert_matches_f32(mine, reference, args, key, names):
+  """mine(*args) equal to the f32 reference of the same bf16 inputs (both accumulate in
+  f32), and its gradients within bf16's rounding of the incoming gradient."""
+  y = mine(*args)
+  assert y.dtype == jnp.float32 and y.shape == reference(*args).shape
+  assert _relative(y, reference(*args)) < 1e-5
+  dy = jax.random.normal(key, y.shape)
+  grads = [jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * dy), argnums=(0, 1, 2)))(*args)
+           for f in (mine, reference)]
+  for name, got, want in zip(names, *grads):
+    assert got.dtype == want.dtype and got.shape == want.shape, name
+    assert _relative(got, want) < 8e-3, name   # bf16 keeps 8 bits: 2^-8 = 3.9e-3 a value
+
+
 def _conv_f32(x, kernel, bias, stride, padding, groups):
-  """The layer in f32 from bf16-rounded images and kernels: what both bf16 forms round."""
-  x, kernel = (a.astype(jnp.bfloat16).astype(jnp.float32) for a in (x, kernel))
+  """The layer in f32 from bf16-rounded images and kernels."""
+  x, kernel = _rounded(x), _rounded(kernel)
   return jax.lax.conv_general_dilated(
       x, kernel, (stride, stride), (padding, padding), dimension_numbers=("NHWC", "HWIO", "NHWC"),
       feature_group_count=groups, precision="highest") + bias
@@ -41,8 +60,8 @@ def _conv_f32(x, kernel, bias, stride, padding, groups):
 @pytest.mark.parametrize("size,cin,cout,kernel,stride,padding,groups", LAYERS)
 def test_each_paper_layer_and_its_gradients_match_f32(size, cin, cout, kernel, stride,
                                                       padding, groups):
-  """Forward: equal to f32 of the same bf16 inputs (both accumulate in f32). Gradients:
-  within bf16's rounding of the incoming gradient, as XLA's bf16 gradients are."""
+  """Equal to f32 of the same bf16 inputs, gradients within bf16's rounding, as XLA's bf16
+  gradients are."""
   keys = jax.random.split(jax.random.key(size + cin), 4)
   x = jax.random.normal(keys[0], (3, size, size, cin))
   w = jax.random.normal(keys[1], (kernel, kernel, cin // groups, cout)) * 0.05
@@ -50,15 +69,7 @@ def test_each_paper_layer_and_its_gradients_match_f32(size, cin, cout, kernel, s
   mine = jax.jit(lambda x, w, b: onednn.conv(x, w, b, stride=stride, padding=padding,
                                                   groups=groups))
   reference = jax.jit(lambda x, w, b: _conv_f32(x, w, b, stride, padding, groups))
-  y = mine(x, w, b)
-  assert y.dtype == jnp.float32 and y.shape == reference(x, w, b).shape
-  assert _relative(y, reference(x, w, b)) < 1e-5
-  dy = jax.random.normal(keys[3], y.shape)
-  grads = [jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * dy), argnums=(0, 1, 2)))(x, w, b)
-           for f in (mine, reference)]
-  for name, got, want in zip(("images", "kernel", "bias"), *grads):
-    assert got.dtype == want.dtype and got.shape == want.shape, name
-    assert _relative(got, want) < 8e-3, name   # bf16 keeps 8 bits: 2^-8 = 3.9e-3 a value
+  _assert_matches_f32(mine, reference, (x, w, b), keys[3], ("images", "kernel", "bias"))
 
 
 def _paper(dtype, **kwargs):
@@ -154,15 +165,7 @@ def test_fc_layers_and_their_gradients_match_f32(inputs, outputs):
   x = jax.random.normal(keys[0], (5, inputs))
   w = jax.random.normal(keys[1], (inputs, outputs)) * 0.01
   b = jax.random.normal(keys[2], (outputs,))
-  rounded = lambda a: a.astype(jnp.bfloat16).astype(jnp.float32)
-  mine = jax.jit(onednn.dense)
-  reference = jax.jit(lambda x, w, b: jnp.dot(rounded(x), rounded(w), precision="highest") + b)
-  y = mine(x, w, b)
-  assert y.dtype == jnp.float32
-  assert _relative(y, reference(x, w, b)) < 1e-5
-  dy = jax.random.normal(keys[3], y.shape)
-  grads = [jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * dy), argnums=(0, 1, 2)))(x, w, b)
-           for f in (mine, reference)]
-  for name, got, want in zip(("inputs", "kernel", "bias"), *grads):
-    assert got.dtype == want.dtype and got.shape == want.shape, name
-    assert _relative(got, want) < 8e-3, name
+  reference = jax.jit(lambda x, w, b: jnp.dot(_rounded(x), _rounded(w), precision="highest")
+                      + b)
+  _assert_matches_f32(jax.jit(onednn.dense), reference, (x, w, b), keys[3],
+                      ("inputs", "kernel", "bias"))

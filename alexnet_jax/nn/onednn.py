@@ -146,16 +146,15 @@ def conv(x: jax.Array, kernel: jax.Array, bias: jax.Array, *, stride: int,
   Inside shard_map the images vary over the mesh's data axis and the weights do not; all
   three are cast to the same varying axes first (an FFI call takes one set), so that
   autodiff sums the weights' gradients over the data axis, as for XLA's convolution."""
-  x, kernel, bias = _same_axes(x, kernel, bias)
-  return _conv(x.astype(jnp.bfloat16), kernel.astype(jnp.float32), bias.astype(jnp.float32),
-               (stride, *padding, groups))
+  return _conv(*_f32_on_same_axes(x, kernel, bias), (stride, *padding, groups))
 
 
-def _same_axes(*arrays):
-  """Inside shard_map: the arrays cast to the union of their varying manual axes."""
+def _f32_on_same_axes(*arrays):
+  """The arrays in f32 (the primal types of the custom gradients below, so that theirs
+  come back in f32), cast inside shard_map to the union of their varying manual axes."""
   axes = frozenset().union(*(jax.typeof(a).mat.varying for a in arrays))
   return [jax.lax.pcast(a, tuple(axes - jax.typeof(a).mat.varying), to="varying")
-          for a in arrays]
+          .astype(jnp.float32) for a in arrays]
 
 
 def _call(name, results, *args, **attributes):
@@ -179,6 +178,7 @@ def _conv_forward(x, kernel, bias, geometry):
   stride, pad_lo, pad_hi, _ = geometry
   kh, kw, _, out = kernel.shape
   h, w = ((n + pad_lo + pad_hi - k) // stride + 1 for n, k in zip(x.shape[1:3], (kh, kw)))
+  x = x.astype(jnp.bfloat16)
   (y,) = _call("conv_forward", [(x.shape[0], h, w, out)], x, kernel, bias,
                **_geometry(geometry))
   return y, (x, kernel)
@@ -190,7 +190,7 @@ def _conv_backward(geometry, saved, dy):
   (dx,) = _call("conv_backward_data", [x.shape], dy, kernel, **_geometry(geometry))
   dkernel, dbias = _call("conv_backward_weights", [kernel.shape, kernel.shape[-1:]], x, dy,
                          **_geometry(geometry))
-  return dx.astype(x.dtype), dkernel, dbias
+  return dx, dkernel, dbias
 
 
 _conv.defvjp(_conv_forward, _conv_backward)
@@ -201,8 +201,7 @@ def dense(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
   matmul: x [B, K] and kernel [K, N] rounded to bf16 (the kernel once for both passes that
   read it), the f32 bias; the gradients as `conv`'s (the bias's is the sum of the f32
   incoming gradient)."""
-  x, kernel, bias = _same_axes(x, kernel, bias)
-  return _dense(x.astype(jnp.bfloat16), kernel.astype(jnp.float32), bias.astype(jnp.float32))
+  return _dense(*_f32_on_same_axes(x, kernel, bias))
 
 
 @jax.custom_vjp
@@ -211,7 +210,7 @@ def _dense(x, kernel, bias):
 
 
 def _dense_forward(x, kernel, bias):
-  kernel = kernel.astype(jnp.bfloat16)
+  x, kernel = x.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
   (y,) = _call("dense_forward", [(x.shape[0], kernel.shape[1])], x, kernel, bias)
   return y, (x, kernel)
 
@@ -222,7 +221,7 @@ def _dense_backward(saved, dy):
   dy = dy.astype(jnp.bfloat16)
   (dx,) = _call("dense_backward_data", [x.shape], dy, kernel)
   (dkernel,) = _call("dense_backward_weights", [kernel.shape], x, dy)
-  return dx.astype(x.dtype), dkernel, dbias
+  return dx, dkernel, dbias
 
 
 _dense.defvjp(_dense_forward, _dense_backward)

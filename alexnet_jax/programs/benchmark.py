@@ -81,7 +81,7 @@ def train_and_eval_step(cfg: ml_collections.ConfigDict, warmup: int = 2, repeats
           "train_step_min_s": timed["min_s"], "train_step_max_s": timed["max_s"],
           "eval_images_per_s": b / evaluated["median_s"], "compile_train_step_s": compile_s,
           "train_gflop_per_image": float(cost.get("flops", 0.0)) / b / 1e9,
-          "onednn_convs": trainer.model.onednn}   # XLA counts no FLOPs in them
+          "onednn": trainer.model.onednn}   # XLA counts no FLOPs in its layers
 
 
 def _loop_seconds(stepper: Stepper, cfg, split, steps: int, warmup: int, workers: int,
