@@ -1,6 +1,7 @@
 """What many tests share: a tiny config and small prepared datasets."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sys
@@ -39,6 +40,22 @@ def tiny_config(data_dir: str | None = None, **overrides):
       node = node[p]
     node[leaf] = value
   return cfg
+
+
+def prepared_real(tmp_path_factory, name: str, size: int) -> str:
+  """ALEXNET_DATA_DIR/<name> as `launch.prepare` writes it at `size`, once per test run:
+  the pytest-xdist workers share the folder (the first prepares it under a lock, the
+  others find it complete and `prepare` writes nothing)."""
+  from alexnet_jax.data import prepare  # pylint: disable=import-outside-toplevel
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):
+    root = root.parent   # the run's folder, above each worker's own
+  out = root / f"{name}_{size}"
+  with open(root / f"{name}_{size}.lock", "a") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    prepare.prepare(os.path.join(os.environ["ALEXNET_DATA_DIR"], name), str(out), size=size,
+                    workers=2, progress=False)
+  return str(out)
 
 
 def shapes(root: str, **kwargs) -> str:

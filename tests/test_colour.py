@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax.programs import colour
+import processes
 
 
 def _gabor(size: int = 11, theta: float = 0.6, wavelength: float = 4.0) -> np.ndarray:
@@ -149,7 +150,7 @@ def test_launch_figure3_measures_the_kernels_as_trained_and_what_was_learned(tmp
     workdirs.append(pretrained.write_workdir(str(tmp_path / name), cfg, params, str(source),
                                              "constructed"))
   out = tmp_path / "figure3"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = processes.child_env()
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run([sys.executable, "-m", "launch.figure3", f"--out={out}",
                          "--permutations=500", *workdirs], cwd=root, env=env,

@@ -15,10 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alexnet_jax.data import augment, prepare
+from alexnet_jax.data import augment
 from alexnet_jax.nn import models, pooling
 from alexnet_jax.programs import features, summary, sweep, sweep_report, train
 from experiments import conv_local_11pct, figure1
+import helpers
 
 DATA = os.environ.get("ALEXNET_DATA_DIR")
 SWEEPS = os.path.join(os.path.dirname(__file__), "..", "experiments", "sweeps")
@@ -171,24 +172,23 @@ def test_conv_local_11pct_trains_on_24_crops_and_tests_on_cuda_convnets_views():
 
 @pytest.mark.skipif(not DATA, reason="ALEXNET_DATA_DIR is not set")
 @pytest.mark.slow
-def test_conv_local_11pct_defaults_learn_within_100_steps(tmp_path, threefry):
+def test_conv_local_11pct_defaults_learn_within_80_steps(tmp_path_factory, threefry):
   """experiments/conv_local_11pct.py as shipped (init, rate, crops) on the real images: the
-  training loss leaves ln 10 within 100 steps of batch 128."""
+  training loss leaves ln 10 within 80 steps of batch 128."""
   from alexnet_jax.data import loader   # pylint: disable=import-outside-toplevel
   cfg = conv_local_11pct.get_config()
-  cfg.data.data_dir = str(tmp_path / "cifar10")
-  prepare.prepare(os.path.join(DATA, "cifar10"), cfg.data.data_dir, size=32, workers=2)
+  cfg.data.data_dir = helpers.prepared_real(tmp_path_factory, "cifar10", 32)
   cfg.mesh_shape = (1, 1)
   trainer = train.Trainer(cfg, steps_per_epoch=390)
   state = trainer.init(jax.random.key(cfg.seed))
   batches = loader.train_batches(loader.open_split(cfg.data), cfg.batch_size, seed=cfg.seed)
   losses = []
-  for _ in range(100):
+  for _ in range(80):
     state, m = trainer.train_step(state, trainer.zero_sums(),
                                   trainer.device_batch(next(batches)), jax.random.key(cfg.seed))
     losses.append(float(m["loss"]) / float(m["count"]))
   assert np.mean(losses[:5]) > math.log(10) - 0.05   # it starts at chance
-  assert np.mean(losses[-20:]) <= math.log(10) - 0.3, losses[::10]
+  assert np.mean(losses[-20:]) <= math.log(10) - 0.25, losses[::10]
 
 
 def test_the_figure1_sweep_runs_the_shipped_presets():

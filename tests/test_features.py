@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax.programs import features
+import processes
 
 
 def test_same_class_share_counts_the_neighbours_with_the_querys_label():
@@ -55,7 +56,7 @@ def test_launch_figure4_draws_held_out_images_beside_their_nearest_training_imag
                                   )["class_names"]
   (tmp_path / "run" / "run.json").write_text(json.dumps(info))
   out = tmp_path / "figure4"
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = processes.child_env()
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   proc = subprocess.run([sys.executable, "-m", "launch.figure4", f"--workdir={workdir}",
                          f"--out={out}", "--queries=3", "--neighbours=4"], cwd=root, env=env,

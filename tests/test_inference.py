@@ -16,6 +16,7 @@ from alexnet_jax.nn import models
 from alexnet_jax.programs import evaluation, features, inference, train
 from alexnet_jax.run import checkpoint
 import helpers
+import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,8 +81,7 @@ def images(tmp_path_factory, data_dir):
 
 def launch(module, *args):
   """A launch in a fresh process with one CPU device (not the tests' eight)."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
+  env = processes.child_env(JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
   return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                         cwd=ROOT, env=env, timeout=300)
 

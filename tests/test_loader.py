@@ -11,6 +11,7 @@ import pytest
 from alexnet_jax.base import records
 from alexnet_jax.data import loader
 import helpers
+import processes
 
 N = 96
 
@@ -180,8 +181,7 @@ def test_training_on_a_tfds_dataset_needs_no_tensorflow(tfds_dir, tmp_path):
   blocker.mkdir(parents=True)
   (blocker / "__init__.py").write_text("raise ImportError('TensorFlow is blocked here')\n")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["PYTHONPATH"] = str(blocker.parent)
+  env = processes.child_env(PYTHONPATH=str(blocker.parent))
   flags = ["--config=experiments/quickstart.py", f"--workdir={tmp_path / 'run'}",
            "--config.data.name=tfds", "--config.data.tfds_name=indexed_shapes",
            f"--config.data.data_dir={tfds_dir}", "--config.data.eval_split=test",

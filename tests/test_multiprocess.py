@@ -16,6 +16,7 @@ import pytest
 from alexnet_jax.programs import train
 from alexnet_jax.run import checkpoint
 import helpers
+import processes
 
 WORKER = os.path.join(os.path.dirname(__file__), "multiprocess_worker.py")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -172,7 +173,7 @@ def start_train(pid, port, workdir, data_dir, *flags):
   """Process `pid` of a two-process `python -m launch.train` job (one CPU device each),
   its output in a file beside `workdir`."""
   log = workdir.parent / f"{workdir.name}.process{pid}.log"
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = processes.child_env()
   with open(log, "w") as out:
     p = subprocess.Popen(
         [sys.executable, "-m", "launch.train", f"--workdir={workdir}", *TINY,

@@ -24,6 +24,7 @@ from alexnet_jax.data import augment, imagenet
 from alexnet_jax.nn import state_dict
 from alexnet_jax.programs import features, inference, pretrained, train
 from experiments import pretrained as configs
+import processes
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -39,7 +40,7 @@ def relative(a, b):
 def launch(module, *args, block=None):
   """`python -m module args` with one CPU device; `block`: a folder where `import torch`
   fails, put first on the path."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}   # one CPU device
+  env = processes.child_env()
   if block:
     (block / "torch").mkdir(parents=True)
     (block / "torch" / "__init__.py").write_text("raise ImportError('torch is blocked')\n")
@@ -249,7 +250,6 @@ def test_workdir_is_not_overwritten_without_overwrite(torch_net, imported):
 
 def _trainer_running(shapes_dir, workdir):
   """launch.train on `workdir` for good, once it has written a checkpoint."""
-  import processes  # pylint: disable=import-outside-toplevel
   proc = subprocess.Popen(processes.launch_train(
       workdir, "--config.num_train_steps=100000", "--config.checkpoint_every_steps=2",
       "--config.data.name=prepared", f"--config.data.data_dir={shapes_dir}"), cwd=ROOT,

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
+import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Only so that the test runs in seconds: a few steps of a small batch.
@@ -44,8 +45,8 @@ def norm(name: str) -> str:
 
 def make(*args: str, cwd: str = ROOT, timeout: int = 300) -> subprocess.CompletedProcess:
   """`make ARGS` in `cwd`, with none of an outer make's or shell's settings."""
-  env = {k: v for k, v in os.environ.items()
-         if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHONPATH", "XLA_FLAGS")}
+  env = {k: v for k, v in processes.child_env().items()
+         if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "PYTHONPATH")}
   return subprocess.run(["make", *args], cwd=cwd, env=env, capture_output=True, text=True,
                         timeout=timeout, stdin=subprocess.DEVNULL)
 
@@ -111,7 +112,8 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
                   "  for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.'):\n"
                   "    importlib.import_module(m.name)\n")
   Image.fromarray(np.full((80, 80, 3), 200, np.uint8)).save(elsewhere / "image.png")
-  env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "XLA_FLAGS")}
+  env = processes.child_env()
+  env.pop("PYTHONPATH", None)
   for argv in (["-c", every_module],
                ["-m", "launch.train", f"--config={clone}/experiments/quickstart.py",
                 "--workdir=run", *TINY],
@@ -128,10 +130,10 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
   assert "Installing" not in again.stdout, again.stdout
 
   this = f"PY={sys.executable}"
-  selected = make("test", this, "ARGS=tests/test_readme.py -k two_make_commands", cwd=clone)
+  selected = make("test", this, "ARGS=-n 0 tests/test_readme.py -k two_make_commands", cwd=clone)
   assert selected.returncode == 0, selected.stdout[-3000:] + selected.stderr[-2000:]
   assert "1 passed" in selected.stdout, selected.stdout
-  nothing = make("test", this, "ARGS=tests/test_readme.py -k no_such_test", cwd=clone)
+  nothing = make("test", this, "ARGS=-n 0 tests/test_readme.py -k no_such_test", cwd=clone)
   assert nothing.returncode != 0 and "pytest collected no tests" in nothing.stderr
 
 
@@ -208,8 +210,7 @@ def test_train_on_your_own_images_as_the_readme_says(tmp_path):
     argv = [sys.executable] + [a for arg in command[1:] for a in here(arg)]
     if command[2] == "launch.train":
       argv += TINY
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}   # one CPU device
-    env["PYTHONPATH"] = str(blocker.parent)
+    env = processes.child_env(PYTHONPATH=str(blocker.parent))
     proc = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
   assert "blue" in proc.stdout or "green" in proc.stdout or "red" in proc.stdout, proc.stdout

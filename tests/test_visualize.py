@@ -8,6 +8,7 @@ from PIL import Image
 
 from alexnet_jax.programs import visualize
 from test_train import tiny_config, with_data
+import processes
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +38,7 @@ def test_launch_visualize_draws_a_two_tower_checkpoints_conv1(shapes_dir, tmp_pa
   cfg = with_data(tiny_config(num_train_steps=2, eval_every_steps=2, checkpoint_every_steps=2),
                   shapes_dir)
   train.train_and_evaluate(cfg, str(tmp_path))
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = processes.child_env()
   proc = subprocess.run([sys.executable, "-m", "launch.visualize", f"--workdir={tmp_path}"],
                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert proc.returncode == 0, proc.stderr[-2000:]
