@@ -15,12 +15,13 @@ J="${PYTHON:-.venv/bin/python} -m launch.benchmark"
 T="${TORCH_PYTHON:-.venv-torch/bin/python} benchmarks/torch_reference.py"
 keys="cpu|glibc|gemm_|train_images|roofline|gflop_per_image|loop_|input_|lrn_fwd|batch_dtype|dtype|lrn |onednn"
 uptime
-jax_rows() {   # $1: extra flags for the config. bf16 twice: oneDNN's convolutions, XLA's
+jax_rows() {   # $1: the config and its flags (a --config first: absl refuses overrides
+  # before it). bf16 twice: oneDNN's convolutions, XLA's
   for run in "float32 1" "bfloat16 1" "bfloat16 0"; do
     read -r dtype onednn <<< "$run"
     echo "== alexnet_jax $dtype $1 ALEXNET_ONEDNN=$onednn"
-    ALEXNET_ONEDNN=$onednn $J --what=train --warmup=1 --repeats=3 \
-      --config.model.dtype=$dtype $1 2>/dev/null | grep -E "$keys"
+    ALEXNET_ONEDNN=$onednn $J $1 --what=train --warmup=1 --repeats=3 \
+      --config.model.dtype=$dtype 2>&1 | grep -E "$keys|^[Ee]rror"
   done
 }
 torch_rows() {   # $@: flags for the torch reference

@@ -1,6 +1,6 @@
 """Eight CPU devices for the mesh tests, set before jax starts its backend; a compilation
 cache shared by the tests (many compile the same tiny model); a faster-compiling PRNG and
-LLVM level."""
+LLVM level; one OpenMP thread per test process."""
 import os
 import tempfile
 
@@ -13,6 +13,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "alexnet_jax_test_jit_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# One OpenMP thread per process: xdist runs one worker per core, and an OpenMP team (oneDNN's
+# bf16 kernels, alexnet_jax/nn/onednn.py; torch's) stalls at each barrier whose other thread
+# another process has descheduled (benchmarks/README.md, "Sharing the cores").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 # XLA:CPU takes about 1 s to compile each threefry initialiser; rbg keys compile ~3x faster.
 # Tests compare runs with each other, never with fixed random numbers, so either will do.
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
