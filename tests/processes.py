@@ -19,8 +19,7 @@ TINY_FLAGS = ["--config=experiments/quickstart.py", "--config.batch_size=16",
 
 def child_env(devices: int = 1, **changes: str) -> dict:
   """This process's environment for a child process with `devices` CPU devices, keeping
-  the suite's other XLA flags (conftest.py: LLVM at -O1, which compiles about a third
-  faster), with `changes` on top."""
+  the suite's other XLA flags (conftest.py: LLVM at -O1), with `changes` on top."""
   flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
            if not f.startswith("--xla_force_host_platform_device_count=")]
   flags.insert(0, f"--xla_force_host_platform_device_count={devices}")

@@ -13,8 +13,7 @@ import pytest
 
 from alexnet_jax.programs import inference, train
 from alexnet_jax.run import checkpoint, run_info
-import processes
-from processes import ROOT, TINY_FLAGS, assert_one_line_error
+from processes import ROOT, TINY_FLAGS, assert_one_line_error, child_env
 from test_train import tiny_config, with_data
 
 
@@ -126,8 +125,8 @@ def test_a_run_resumes_on_another_mesh(shapes_dir, tmp_path):
   """(1, 2) on two devices, then (2, 1), then one device: each a resume, with
   --resume_with_changes (without it the refusal names the flag), reading the batches a
   straight run on one device reads: the same parameters at the end."""
-  env = processes.child_env(2, JAX_DEFAULT_PRNG_IMPL="threefry2x32")   # the same random
-  # numbers on every mesh
+  # threefry: the same random numbers on every mesh
+  env = child_env(2, JAX_DEFAULT_PRNG_IMPL="threefry2x32")
   # (a tuple field given twice is joined into one tuple by the flag parser, not replaced)
   tiny = [f for f in TINY_FLAGS if not f.startswith("--config.mesh_shape=")]
 
