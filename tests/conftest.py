@@ -12,7 +12,7 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "alexnet_jax_test_jit_cache"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 # One OpenMP thread per process: xdist runs one worker per core, and an OpenMP team (oneDNN's
 # bf16 kernels, alexnet_jax/nn/onednn.py; torch's) stalls at each barrier whose other thread
 # another process has descheduled (benchmarks/README.md, "Sharing the cores").
