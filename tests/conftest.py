@@ -33,6 +33,23 @@ except ImportError:
 import pytest  # noqa: E402  (after the environment above)
 
 
+# The modules with the longest runs (a full cold run on a 2-core machine, longest first)
+# are handed to the workers first, so that the short ones fill the end and the workers
+# finish together (pytest.ini: each module goes whole to one worker, in collection order).
+# A module missing from the list only runs later; nothing else depends on it.
+LONGEST_FIRST = ("test_recipes", "test_multiprocess", "test_readme", "test_train", "test_gcs",
+                 "test_run_info", "test_inference", "test_cuda_convnet", "test_pretrained",
+                 "test_sharding", "test_faults_training", "test_finetune",
+                 "test_checkpoint_faults", "test_onednn")
+
+
+def pytest_collection_modifyitems(items):
+  def rank(item):
+    name = item.path.stem
+    return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+  items.sort(key=rank)   # stable: each module's tests keep their order
+
+
 @pytest.fixture(scope="session")
 def shapes_dir(tmp_path_factory):
   """The quick start's generated shapes (4 classes, 200 train and 50 test images each) as
