@@ -235,7 +235,7 @@ def test_a_process_that_never_joins_is_named_while_waiting_and_in_one_line(
   --join_timeout gives one line and exit status 1 (it used to be five silent minutes, then
   SIGABRT and a page blaming "another task" that died)."""
   port = free_port()
-  p = start_train(started, port, tmp_path / "run", shapes_dir, "--join_timeout=6")
+  p = start_train(started, port, tmp_path / "run", shapes_dir, "--join_timeout=3")
   start = time.time()
   try:
     p.wait(timeout=90)
@@ -249,7 +249,7 @@ def test_a_process_that_never_joins_is_named_while_waiting_and_in_one_line(
           f"coordinator 127.0.0.1:{port}") in out, out[-3000:]
   assert last_line(p) == (
       f"error: process {1 - started} never joined the job (process {started} of 2, coordinator "
-      f"127.0.0.1:{port}, --join_timeout=6 s): check that every process was started with the "
+      f"127.0.0.1:{port}, --join_timeout=3 s): check that every process was started with the "
       "same --coordinator_address and --num_processes, that process 0 runs on that host and "
       "port, and that the port is reachable"), out[-3000:]
   assert took < 40, f"took {took:.0f} s"
