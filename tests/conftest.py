@@ -1,13 +1,13 @@
-"""Eight CPU devices for the mesh tests, set before jax starts its backend; a compilation
-cache shared by the tests (many compile the same tiny model); a faster-compiling PRNG and
-LLVM level; one OpenMP thread per test process."""
+"""Eight CPU devices for the mesh tests, set before jax starts its backend (child processes
+get one unless they ask: processes.child_env); a compilation cache shared by the tests
+(many compile the same tiny model); a faster-compiling PRNG and LLVM level; one OpenMP
+thread per test process."""
 import os
 import tempfile
 
 # LLVM at -O1 compiles the tests' many small programs (initialisers most of all) about twice
 # as fast as the default -O2, and runs them as fast: the suite is mostly compilation.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                           " --xla_force_host_platform_device_count=8"
                            " --xla_backend_optimization_level=1").strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
@@ -22,15 +22,28 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("JAX_DEFAULT_PRNG_IMPL", "rbg")
 
 
-# torchvision (the oracle of the pretrained-weight tests; it loads triton) crashes when imported after TensorFlow
-# (the oracle of others) in one process; imported first, both work.
-try:
-  import torch  # noqa: E402,F401  pylint: disable=unused-import
-  import torchvision  # noqa: E402,F401  pylint: disable=unused-import
-except ImportError:
-  pass
-
 import pytest  # noqa: E402  (after the environment above)
+
+
+def pytest_configure(config):
+  """In each process that runs tests (not pytest-xdist's controller, which only hands them
+  out): torch first, then jax's eight devices."""
+  if getattr(config.option, "dist", "no") != "no" and not os.environ.get("PYTEST_XDIST_WORKER"):
+    return
+  # torchvision (the oracle of the pretrained-weight tests; it loads triton) crashes when
+  # imported after TensorFlow (the oracle of others) in one process; imported first, both
+  # work.
+  try:
+    import torch  # pylint: disable=import-outside-toplevel,unused-import
+    import torchvision  # pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    pass
+  # The eight devices are this process's, not the environment's: a child process (a
+  # launcher, a job's process) that inherits the environment runs on one CPU device, as a
+  # user's would, and compiles what the other children compiled (the cache's key holds the
+  # device count).
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.config.update("jax_num_cpu_devices", 8)
 
 
 # The modules with the longest runs (a full cold run on a 2-core machine, longest first)
