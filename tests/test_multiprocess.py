@@ -112,13 +112,13 @@ def test_processes_train_like_one(reference, shapes_dir, tmp_path, processes, de
 
 @pytest.mark.slow
 def test_a_long_stretch_without_logs_does_not_deadlock(shapes_dir, tmp_path):
-  """120 steps that read nothing from the devices, on two processes of two CPU devices
+  """64 steps that read nothing from the devices, on two processes of two CPU devices
   each. A loop that dispatched without bound filled XLA:CPU's 32 programs per device and
   the job hung in its gloo collectives; `dispatch.Throttle` keeps it two steps ahead."""
   workdir = tmp_path / "run"
-  run_job(2, 2, "2,2", workdir, shapes_dir, "num_train_steps=120", "log_every_steps=120",
-          "eval_every_steps=120", "checkpoint_every_steps=120", timeout=150)
-  assert os.listdir(workdir / "checkpoints") == ["120"]
+  run_job(2, 2, "2,2", workdir, shapes_dir, "num_train_steps=64", "log_every_steps=64",
+          "eval_every_steps=64", "checkpoint_every_steps=64", timeout=150)
+  assert os.listdir(workdir / "checkpoints") == ["64"]
 
 
 @pytest.mark.slow
