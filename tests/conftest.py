@@ -34,8 +34,8 @@ def pytest_configure(config):
   # imported after TensorFlow (the oracle of others) in one process; imported first, both
   # work.
   try:
-    import torch  # pylint: disable=import-outside-toplevel,unused-import
-    import torchvision  # pylint: disable=import-outside-toplevel,unused-import
+    import torch  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+    import torchvision  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   except ImportError:
     pass
   # The eight devices are this process's, not the environment's: a child process (a
