@@ -18,16 +18,10 @@ from alexnet_jax.nn.lrn import effective_alpha, local_response_norm
 RTOL = 1e-5
 
 
-@functools.cache
-def tensorflow():
-  """The oracle, imported by the worker that runs these tests only (it takes seconds)."""
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return tf
-
-
 def tf_lrn(x, *, n, k, alpha, beta, convention="paper"):
   """TF's LRN for any [..., C] array (TF wants 4-D; LRN is per pixel, so flatten the rest)."""
-  tf = tensorflow()
+  # (imported here: it takes seconds, and only the worker that runs these tests needs it)
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   a = alpha if convention == "paper" else alpha / n
   x4 = tf.constant(np.asarray(x, np.float32).reshape(1, 1, -1, x.shape[-1]))
   y = tf.nn.local_response_normalization(x4, depth_radius=n // 2, bias=k, alpha=a, beta=beta)
@@ -35,7 +29,7 @@ def tf_lrn(x, *, n, k, alpha, beta, convention="paper"):
 
 
 def tf_lrn_grad(x, g, **kw):
-  tf = tensorflow()
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
   xt = tf.constant(np.asarray(x, np.float32).reshape(1, 1, -1, x.shape[-1]))
   with tf.GradientTape() as tape:
     tape.watch(xt)
