@@ -66,8 +66,9 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
   """`make quickstart` in a fresh clone makes .venv from requirements.txt (no TensorFlow)
   and trains; the package installs into that venv with nothing more to fetch, and from
   elsewhere imports every module, trains, evaluates and predicts; `make quickstart` again
-  skips the install; `make test` passes its arguments to pytest and fails when pytest does
-  (run with this interpreter, so that the tests' requirements are not installed again)."""
+  skips the install; `make test` passes its arguments to pytest (run with this interpreter,
+  so that the tests' requirements are not installed again; how it fails when pytest does is
+  the next test's, with a stand-in pytest)."""
   if subprocess.run(["git", "-C", ROOT, "rev-parse"], capture_output=True).returncode:
     pytest.skip("not a git checkout")
   clone = str(tmp_path / "clone")
@@ -133,8 +134,6 @@ def test_quick_start_in_a_fresh_clone_and_the_package_without_tensorflow(tmp_pat
   selected = make("test", this, "ARGS=-n 0 tests/test_readme.py -k two_make_commands", cwd=clone)
   assert selected.returncode == 0, selected.stdout[-3000:] + selected.stderr[-2000:]
   assert "1 passed" in selected.stdout, selected.stdout
-  nothing = make("test", this, "ARGS=-n 0 tests/test_readme.py -k no_such_test", cwd=clone)
-  assert nothing.returncode != 0 and "pytest collected no tests" in nothing.stderr
 
 
 @pytest.mark.slow
