@@ -47,7 +47,9 @@ def pytest_configure(config):
   jax.config.update("jax_num_cpu_devices", 8)
   # XLA reads XLA_FLAGS once, when the backend starts: this process keeps -O1 (the recipes
   # run hundreds of steps in it), and the child processes started after this, which compile
-  # a tiny net and run a few steps of it, compile at -O0.
+  # a tiny net and run a few steps of it, compile at -O0. The backend starts here, so the
+  # library's own flag (XLA:CPU's fast convolutions) must be set first: importing it does.
+  import alexnet_jax  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
   jax.devices()
   os.environ["XLA_FLAGS"] = os.environ["XLA_FLAGS"].replace(*CHILD_LEVEL)
 
