@@ -1,7 +1,7 @@
 """Eight CPU devices for the mesh tests, set before jax starts its backend (child processes
 get one unless they ask: processes.child_env); a compilation cache shared by the tests
-(many compile the same tiny model); a faster-compiling PRNG and LLVM level (-O1 in the
-test processes, -O0 in their children); one OpenMP thread per test process."""
+(many compile the same tiny model); a faster-compiling PRNG and LLVM level; one OpenMP
+thread per test process."""
 import os
 import tempfile
 
@@ -9,7 +9,6 @@ import tempfile
 # as fast as the default -O2, and runs them as fast: the suite is mostly compilation.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_backend_optimization_level=1").strip()
-CHILD_LEVEL = ("--xla_backend_optimization_level=1", "--xla_backend_optimization_level=0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                       os.path.join(tempfile.gettempdir(), "alexnet_jax_test_jit_cache"))
@@ -45,13 +44,6 @@ def pytest_configure(config):
   # device count).
   import jax  # pylint: disable=import-outside-toplevel
   jax.config.update("jax_num_cpu_devices", 8)
-  # XLA reads XLA_FLAGS once, when the backend starts: this process keeps -O1 (the recipes
-  # run hundreds of steps in it), and the child processes started after this, which compile
-  # a tiny net and run a few steps of it, compile at -O0. The backend starts here, so the
-  # library's own flag (XLA:CPU's fast convolutions) must be set first: importing it does.
-  import alexnet_jax  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
-  jax.devices()
-  os.environ["XLA_FLAGS"] = os.environ["XLA_FLAGS"].replace(*CHILD_LEVEL)
 
 
 # The modules with the longest runs (a full cold run on a 2-core machine, longest first)

@@ -14,7 +14,7 @@ import signal
 import sys
 
 os.environ["XLA_FLAGS"] = (f"--xla_force_host_platform_device_count={sys.argv[4]}"
-                           " --xla_backend_optimization_level=0")   # as conftest.py gives children
+                           " --xla_backend_optimization_level=1")   # as conftest.py
 os.environ["JAX_DEFAULT_PRNG_IMPL"] = "threefry2x32"   # the production PRNG, not the suite's
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
