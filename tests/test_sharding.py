@@ -36,7 +36,8 @@ def batches(n=3):
 
 def single_device_reference(cfg, data):
   """Plain model.apply, augmentation and optax on one device: no mesh, no shard_map (one
-  jit around it all, so that it compiles once rather than op by op)."""
+  jit around it all, so that it compiles once rather than op by op, and the steps a scan,
+  so that the step is compiled once rather than once per batch)."""
   model = models.create_model(cfg.model, SIZE)
   tx = train.paper_sgd(cfg.learning_rate, cfg.momentum, cfg.weight_decay)
 
@@ -47,19 +48,23 @@ def single_device_reference(cfg, data):
   @jax.jit
   def reference(data):
     params = model.init(jax.random.key(cfg.seed), jnp.zeros((1, SIZE, SIZE, 3)))["params"]
-    opt_state = tx.init(params)
-    first = augment.eval_images(data[0]["image"], cfg.data)
+    first = augment.eval_images(data["image"][0], cfg.data)
     logits = model.apply({"params": params}, first)
-    grads = jax.grad(loss_fn)(params, first, data[0]["label"])
-    for step, b in enumerate(data):   # the step's key as train_step derives it
-      augment_key, _ = jax.random.split(jax.random.fold_in(KEY, step))
+    grads = jax.grad(loss_fn)(params, first, data["label"][0])
+
+    def step(carry, b):   # the step's key as train_step derives it
+      params, opt_state = carry
+      augment_key, _ = jax.random.split(jax.random.fold_in(KEY, b["step"]))
       images = augment.train_images(b["image"], augment_key, cfg.data)
       updates, opt_state = tx.update(jax.grad(loss_fn)(params, images, b["label"]), opt_state,
                                      params)
-      params = optax.apply_updates(params, updates)
+      return (optax.apply_updates(params, updates), opt_state), None
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), data)
     return logits, grads, params
 
-  return reference(data)
+  stacked = jax.tree.map(lambda *x: np.stack(x), *data)
+  return reference(dict(stacked, step=np.arange(len(data))))
 
 
 @pytest.fixture(scope="module")
