@@ -54,16 +54,20 @@ def pytest_unconfigure(config):
   gc.freeze()
 
 
-# The modules that take over about 6 s (a full cold run on a 2-core machine, longest first)
-# are handed to the workers first, so that the short ones fill the end and the workers
-# finish together (pytest.ini: each module goes whole to one worker, in collection order).
+# The modules that take over about a second (cold runs of the full suite and the quick loop
+# on a 2-core machine, longest first) are handed to the workers first, so that the shortest
+# fill the end and the workers finish together (pytest.ini: each module goes whole to one
+# worker, in collection order, and a worker holds the next module while it runs one).
 # A module missing from the list only runs later; nothing else depends on it.
 LONGEST_FIRST = ("test_recipes", "test_multiprocess", "test_readme", "test_inference", "test_gcs",
                  "test_train", "test_pretrained", "test_sharding", "test_run_info",
                  "test_faults_training", "test_cuda_convnet", "test_checkpoint_faults",
                  "test_finetune", "test_summary", "test_sweep", "test_onednn", "test_models",
                  "test_faults_inputs", "test_loader", "test_cpu_forms", "test_faults_outputs",
-                 "test_colour", "test_augment", "test_lrn", "test_faults_data", "test_pooling")
+                 "test_colour", "test_augment", "test_lrn", "test_faults_data", "test_pooling",
+                 "test_prepare", "test_benchmark", "test_xla_flags", "test_visualize",
+                 "test_features", "test_evaluation", "test_plateau", "test_events",
+                 "test_imagenet_prepare")
 
 
 def pytest_collection_modifyitems(items):

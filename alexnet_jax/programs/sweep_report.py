@@ -13,7 +13,6 @@ import os
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from alexnet_jax.base import workdir as workdir_lib
 from alexnet_jax.programs import visualize
@@ -108,6 +107,9 @@ def _against(errors: Sequence[float], first: Sequence[float]) -> dict:
     diff = float(a.mean() - b.mean()) if a.size and b.size else math.nan
     return {"top1_diff": diff, "top1_diff_se": math.nan, "top1_diff_p": math.nan}
   se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+  # Imported here: scipy.stats is a large part of `launch.sweep`'s start-up (and of every
+  # import of this module), and only a report with two seeds per variant needs it.
+  from scipy import stats  # pylint: disable=import-outside-toplevel
   p = float(stats.ttest_ind(a, b, equal_var=False).pvalue) if se > 0 else math.nan
   return {"top1_diff": float(a.mean() - b.mean()), "top1_diff_se": se, "top1_diff_p": p}
 
