@@ -6,6 +6,7 @@ import json
 import os
 import sys
 
+import jax.numpy as jnp
 import numpy as np
 from array_record.python.array_record_module import ArrayRecordWriter
 
@@ -13,6 +14,12 @@ from alexnet_jax.base import records
 from alexnet_jax.data import synthetic
 from alexnet_jax.nn import models
 from experiments import quickstart
+
+
+def normal(seed: int, shape: tuple[int, ...], scale: float = 1.0):
+  """A float32 array of normal noise, drawn by NumPy: made eagerly with jax.random, each
+  new shape would compile a program of its own."""
+  return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, np.float32) * scale)
 
 
 def tiny_config(data_dir: str | None = None, **overrides):

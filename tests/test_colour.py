@@ -142,7 +142,7 @@ def test_launch_figure3_measures_the_kernels_as_trained_and_what_was_learned(tmp
                                 ("t1", 1, [k for pair in zip(grey, red_green) for k in pair])]:
     cfg.model.towers = towers
     size = cfg.data.image_size
-    params = models.create_model(cfg.model, size).init(   # as training initialises it
+    params = jax.jit(models.create_model(cfg.model, size).init)(   # as training does
         jax.random.key(cfg.seed), np.zeros((1, size, size, 3), np.float32))["params"]
     params = jax.tree.map(np.asarray, params)
     learned = (_kernels(*kernels) / gain).astype(np.float32)

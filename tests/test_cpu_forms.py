@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax.nn import cpu_forms, models, pooling
+import helpers
 
 SIZE = 67   # conv1 -> 15x15 (padded to 16 before the pool), conv2 -> 7x7 (to 8)
 
@@ -71,11 +72,11 @@ def test_model_pads_before_the_pool_with_or_without_lrn_and_gives_the_same_numbe
   """With LRN off the pool reads the same padded activation as with it (issue 23: the
   LRN-off model pooled through a crop); the parameters, logits and gradients do not
   change."""
-  images = jax.random.normal(jax.random.key(0), (2, SIZE, SIZE, 3))
+  images = helpers.normal(0, (2, SIZE, SIZE, 3))
   out = {}
   for cpu in (True, False):
     model = _model(lrn, cpu)
-    params = model.init(jax.random.key(1), images)["params"]
+    params = jax.jit(model.init)(jax.random.key(1), images)["params"]
     assert _padded_before_the_pools(model, images, params) == cpu
     loss = lambda p: jnp.sum(model.apply({"params": p}, images) ** 2)
     out[cpu] = params, jax.jit(jax.value_and_grad(loss))(params)

@@ -80,11 +80,12 @@ def test_local3_and_local4_are_unshared():
   """Changing local3's filters at one output position changes local3's output there only
   (a convolution's shared filters would change it everywhere)."""
   model, _ = params_of("conv_local_11pct", 24)
-  images = jax.random.normal(jax.random.key(0), (2, 24, 24, 3)) * 60
-  params = model.init(jax.random.key(1), images)["params"]
+  images = helpers.normal(0, (2, 24, 24, 3), 60)
+  params = jax.jit(model.init)(jax.random.key(1), images)["params"]
   assert params["local3"]["kernel"].shape == (6, 6, 3 * 3 * 64, 64)
   assert params["local3"]["bias"].shape == (6, 6, 64)
 
+  @jax.jit
   def local3(p):
     _, state = model.apply({"params": p}, images, mutable=["intermediates"])
     return state["intermediates"]["local3_out"][0]
@@ -105,12 +106,12 @@ def test_ceil_pooling_is_cuda_convnets_and_flaxs_padded_pool(size, window, strid
   """cuda-convnet's pool: outputsX = ceil((size - sizeX) / stride) + 1, an overhanging
   window taking the max (or the mean) of the pixels it covers."""
   assert pooling.pooled_size(size, window, stride, ceil=True) == out
-  x = jax.random.normal(jax.random.key(0), (2, size, size, 3)) - 1.0   # negative, as tanh's
+  x = helpers.normal(0, (2, size, size, 3)) - 1.0   # negative, as tanh's
   pad = (out - 1) * stride + window - size
   flax_max = lambda x: nn.max_pool(x, (window, window), (stride, stride), ((0, pad), (0, pad)))
   ours = lambda x: pooling.max_pool_ceil(x, window, stride)
   np.testing.assert_array_equal(ours(x), flax_max(x))
-  g = jax.random.normal(jax.random.key(1), (2, out, out, 3))
+  g = helpers.normal(1, (2, out, out, 3))
   grads = [jax.jit(jax.grad(lambda x, f=f: jnp.sum(f(x) * g)))(x) for f in (ours, flax_max)]
   np.testing.assert_allclose(grads[0], grads[1], atol=1e-6)
 

@@ -45,7 +45,7 @@ def test_launch_figure4_draws_held_out_images_beside_their_nearest_training_imag
 
   cfg = helpers.tiny_config(shapes_dir)
   size = cfg.data.image_size
-  params = models.create_model(cfg.model, size).init(
+  params = jax.jit(models.create_model(cfg.model, size).init)(
       jax.random.key(0), np.zeros((1, size, size, 3)))["params"]
   source = tmp_path / "weights.bin"
   source.write_bytes(b"random")

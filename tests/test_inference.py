@@ -89,7 +89,8 @@ def launch(module, *args):
 def direct_logits(r, images):
   """Logits from the plain Flax model of model inputs, without batching or meshes."""
   model = models.create_model(r.cfg.model, r.cfg.data.image_size)
-  return np.asarray(model.apply({"params": jax.device_get(r.params)}, np.asarray(images)))
+  return np.asarray(jax.jit(model.apply)({"params": jax.device_get(r.params)},
+                                         np.asarray(images)))
 
 
 def centre_crops(r, squares, ten_crop=False):

@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 
 from alexnet_jax.nn import lrn, models
+import helpers
 
 
 def _init(cfg, size, batch=2, seed=0):
   model = models.create_model(cfg, size)
-  x = jax.random.normal(jax.random.key(seed), (batch, size, size, 3))
-  return model, model.init(jax.random.key(1), x), x
+  x = helpers.normal(seed, (batch, size, size, 3))
+  return model, jax.jit(model.init)(jax.random.key(1), x), x
 
 
 @pytest.mark.parametrize("size,padding", [(227, (0, 0)), (224, (1, 2))])
@@ -71,7 +72,7 @@ def test_two_towers_are_grouped_convolutions():
   for name in ("fc6", "fc7"):
     h = jax.nn.relu(h @ p[name]["kernel"] + p[name]["bias"])
   expected = h @ p["fc8"]["kernel"] + p["fc8"]["bias"]
-  got = model.apply(variables, x)
+  got = jax.jit(model.apply)(variables, x)
   np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -89,11 +90,11 @@ def test_dropout_only_in_training():
 def test_switches_change_the_function():
   base = models.model_config("small", num_classes=4, dropout=0.0)
   model, variables, x = _init(base, 67)
-  ref = model.apply(variables, x)
+  ref = jax.jit(model.apply)(variables, x)
   for fields in ({"lrn": False}, {"activation": "tanh"}, {"pool_window": 2, "pool_stride": 2}):
     other = models.create_model(models.model_config("small", num_classes=4, dropout=0.0,
                                                     **fields), 67)
-    assert not np.allclose(other.apply(variables, x), ref), fields
+    assert not np.allclose(jax.jit(other.apply)(variables, x), ref), fields
   # §3.4: non-overlapping 2/2 pooling gives maps of the same size as 3/2 (the same
   # parameters fit both), so the comparison above is of the same weights.
   for size in (227, 67):
@@ -105,10 +106,10 @@ def test_bf16_compute_keeps_fp32_params():
   cfg = models.model_config("small", num_classes=4, dtype="bfloat16", dropout=0.0)
   model, variables, x = _init(cfg, 67)
   assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(variables))
-  out = model.apply(variables, x)
+  out = jax.jit(model.apply)(variables, x)
   assert out.dtype == jnp.float32
   ref = models.create_model(models.model_config("small", num_classes=4, dropout=0.0), 67)
-  np.testing.assert_allclose(out, ref.apply(variables, x), rtol=0.05, atol=0.05)
+  np.testing.assert_allclose(out, jax.jit(ref.apply)(variables, x), rtol=0.05, atol=0.05)
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -136,8 +137,8 @@ def test_dropout_sits_on_the_outputs_of_fc6_and_fc7_or_on_their_inputs(where):
   cfg = models.model_config("small", num_classes=4, features=(8, 16, 16, 16, 16),
                             fc_features=(32, 32), dropout=1.0, dropout_at=where)
   model = models.create_model(cfg, 67)
-  x = jax.random.normal(jax.random.key(0), (3, 67, 67, 3))
-  params = model.init(jax.random.key(1), x)
+  x = helpers.normal(0, (3, 67, 67, 3))
+  params = jax.jit(model.init)(jax.random.key(1), x)
   _, out = model.apply(params, x, train=True, rngs={"dropout": jax.random.key(2)},
                        mutable=["intermediates"])
   fc6 = np.asarray(out["intermediates"]["fc6_out"][0])

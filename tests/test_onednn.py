@@ -11,6 +11,7 @@ from alexnet_jax.nn import models, onednn
 from alexnet_jax.programs import train
 from alexnet_jax.run import sharding
 from experiments import default
+import helpers
 
 needs_onednn = pytest.mark.skipif(
     not onednn.available(),
@@ -34,13 +35,13 @@ def _rounded(a):
   return a.astype(jnp.bfloat16).astype(jnp.float32)
 
 
-def _assert_matches_f32(mine, reference, args, key, names):
+def _assert_matches_f32(mine, reference, args, seed, names):
   """mine(*args) equal to the f32 reference of the same bf16 inputs (both accumulate in
   f32), and its gradients within bf16's rounding of the incoming gradient."""
   y = mine(*args)
   assert y.dtype == jnp.float32 and y.shape == reference(*args).shape
   assert _relative(y, reference(*args)) < 1e-5
-  dy = jax.random.normal(key, y.shape)
+  dy = helpers.normal(seed, y.shape)
   grads = [jax.jit(jax.grad(lambda *a, f=f: jnp.sum(f(*a) * dy), argnums=(0, 1, 2)))(*args)
            for f in (mine, reference)]
   for name, got, want in zip(names, *grads):
@@ -62,14 +63,14 @@ def test_each_paper_layer_and_its_gradients_match_f32(size, cin, cout, kernel, s
                                                       padding, groups):
   """Equal to f32 of the same bf16 inputs, gradients within bf16's rounding, as XLA's bf16
   gradients are."""
-  keys = jax.random.split(jax.random.key(size + cin), 4)
-  x = jax.random.normal(keys[0], (3, size, size, cin))
-  w = jax.random.normal(keys[1], (kernel, kernel, cin // groups, cout)) * 0.05
-  b = jax.random.normal(keys[2], (cout,))
+  seed = size + cin
+  x = helpers.normal(seed, (3, size, size, cin))
+  w = helpers.normal(seed + 1, (kernel, kernel, cin // groups, cout), 0.05)
+  b = helpers.normal(seed + 2, (cout,))
   mine = jax.jit(lambda x, w, b: onednn.conv(x, w, b, stride=stride, padding=padding,
                                                   groups=groups))
   reference = jax.jit(lambda x, w, b: _conv_f32(x, w, b, stride, padding, groups))
-  _assert_matches_f32(mine, reference, (x, w, b), keys[3], ("images", "kernel", "bias"))
+  _assert_matches_f32(mine, reference, (x, w, b), seed + 3, ("images", "kernel", "bias"))
 
 
 def _paper(dtype, **kwargs):
@@ -83,7 +84,7 @@ def test_a_bf16_paper_net_on_onednn_is_as_close_to_f32_as_xla_bf16():
   """The whole net, two towers on one device: logits and every parameter's gradient are
   no further from f32 than XLA's bf16 form is (oneDNN keeps the maps in f32)."""
   f32 = _paper("float32")
-  x = jax.random.normal(jax.random.key(0), (4, 67, 67, 3))
+  x = helpers.normal(0, (4, 67, 67, 3))
   labels = jnp.arange(4)
   params = jax.jit(f32.init)(jax.random.key(1), x)["params"]
 
@@ -111,7 +112,7 @@ def test_towers_on_two_devices_compute_what_one_device_does():
   oneDNN; the logits and the gradients (the weights' summed over the data axis) equal to
   one device's."""
   model = _paper("bfloat16")
-  x = jax.random.normal(jax.random.key(0), (4, 67, 67, 3))
+  x = helpers.normal(0, (4, 67, 67, 3))
   params = jax.jit(model.init)(jax.random.key(1), x)["params"]
   mesh = jax.sharding.Mesh(np.array(jax.devices()[:4]).reshape(2, 2),
                            (sharding.DATA, sharding.MODEL))
@@ -161,11 +162,11 @@ def test_float32_and_the_gpu_forms_never_take_onednn(caplog):
 def test_fc_layers_and_their_gradients_match_f32(inputs, outputs):
   """fc6 (one tower's half), fc7 and fc8 (§3.5) by oneDNN's matmul, batch 5: equal to f32
   of the same bf16 inputs; gradients within bf16's rounding of the incoming gradient."""
-  keys = jax.random.split(jax.random.key(inputs + outputs), 4)
-  x = jax.random.normal(keys[0], (5, inputs))
-  w = jax.random.normal(keys[1], (inputs, outputs)) * 0.01
-  b = jax.random.normal(keys[2], (outputs,))
+  seed = inputs + outputs
+  x = helpers.normal(seed, (5, inputs))
+  w = helpers.normal(seed + 1, (inputs, outputs), 0.01)
+  b = helpers.normal(seed + 2, (outputs,))
   reference = jax.jit(lambda x, w, b: jnp.dot(_rounded(x), _rounded(w), precision="highest")
                       + b)
-  _assert_matches_f32(jax.jit(onednn.dense), reference, (x, w, b), keys[3],
+  _assert_matches_f32(jax.jit(onednn.dense), reference, (x, w, b), seed + 3,
                       ("inputs", "kernel", "bias"))

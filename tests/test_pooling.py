@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alexnet_jax.nn import pooling
+import helpers
 
 
 @pytest.mark.parametrize("shape,window,stride", [
@@ -17,11 +18,11 @@ from alexnet_jax.nn import pooling
 @pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("cpu_forms", [True, False])   # the phase gradient / select-and-scatter
 def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties, cpu_forms):
-  x = jax.random.normal(jax.random.key(0), shape)
+  x = helpers.normal(0, shape)
   if ties:   # few distinct values: most windows hold their maximum twice or more
     x = jnp.round(x)
   out_shape = nn.max_pool(x, (window, window), (stride, stride), "VALID").shape
-  g = jax.random.normal(jax.random.key(1), out_shape)
+  g = helpers.normal(1, out_shape)
 
   def loss(pool):
     return lambda x: jnp.sum(pool(x) * g)
@@ -37,7 +38,7 @@ def test_max_pool_and_its_gradient_equal_flax(shape, window, stride, ties, cpu_f
 
 
 def test_max_pool_gradient_in_bfloat16():
-  x = jax.random.normal(jax.random.key(0), (2, 13, 13, 4)).astype(jnp.bfloat16)
+  x = helpers.normal(0, (2, 13, 13, 4)).astype(jnp.bfloat16)
   g = jnp.ones((2, 6, 6, 4), jnp.bfloat16)
   grad = jax.grad(lambda x: jnp.sum(pooling.max_pool(x, 3, 2, True) * g)
                   .astype(jnp.float32))(x)
@@ -66,8 +67,8 @@ def test_the_cpu_gradient_has_no_select_and_scatter():
     ((2, 12, 12, 3), 3, 2, (12, 12)),   # already a multiple of the stride
 ])
 def test_pad_unread_changes_neither_the_pool_nor_its_gradient(shape, window, stride, padded):
-  x = jax.random.normal(jax.random.key(0), shape)
-  g = jax.random.normal(jax.random.key(1), pooling.max_pool(x, window, stride).shape)
+  x = helpers.normal(0, shape)
+  g = helpers.normal(1, pooling.max_pool(x, window, stride).shape)
 
   def loss(pad):
     return lambda x: jnp.sum(pooling.max_pool(pad(x), window, stride, True) * g)

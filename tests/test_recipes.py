@@ -87,7 +87,7 @@ def _conv1_and_lrn1(input_scale: str) -> tuple[np.ndarray, np.ndarray, float, fl
                                                 cfg.data.resize_size)) for f in files])
   x = np.asarray(augment.eval_images(squares, cfg.data))
   model = models.create_model(cfg.model, cfg.data.image_size)
-  params = model.init(jax.random.key(0), x[:1])
+  params = jax.jit(model.init)(jax.random.key(0), x[:1])
   _, out = model.apply(params, x, mutable=["intermediates"])
   inter = out["intermediates"]
   return (np.asarray(inter["conv1_out"][0]), np.asarray(inter["lrn1"][0]),

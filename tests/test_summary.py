@@ -73,7 +73,7 @@ def test_layer_signal_counts_the_relus_shut_for_every_image():
                    features=(16, 32, 48, 48, 32), fc_features=(64, 64))
   images = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
   model = models.create_model(cfg.model, cfg.data.image_size)
-  params = model.init(jax.random.key(0), np.zeros((1, 112, 112, 3), np.float32))["params"]
+  params = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 112, 112, 3), np.float32))["params"]
   alive = {r["layer"]: r["dead"] for r in summary.layer_signal(cfg.model, cfg.data, images,
                                                                params=params)}
   assert alive["fc7"] == 0.0 and alive["fc8"] is None   # biases of 1 keep fc7 open
