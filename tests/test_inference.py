@@ -94,7 +94,8 @@ def direct_logits(r, images):
 
 
 def centre_crops(r, squares, ten_crop=False):
-  return np.asarray(augment.eval_images(np.asarray(squares), r.cfg.data, ten_crop=ten_crop))
+  crop = jax.jit(lambda s: augment.eval_images(s, r.cfg.data, ten_crop=ten_crop))
+  return np.asarray(crop(np.asarray(squares)))
 
 
 def softmax(x):
