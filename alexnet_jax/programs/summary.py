@@ -13,6 +13,7 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from alexnet_jax.nn import models
 
@@ -84,20 +85,27 @@ def layer_signal(model_cfg: ml_collections.ConfigDict, data_cfg: ml_collections.
   from alexnet_jax.data import augment  # pylint: disable=import-outside-toplevel
   size = int(data_cfg.image_size)
   model = models.create_model(model_cfg, size)
-  x = augment.eval_images(jnp.asarray(images), data_cfg)
+  x = jax.jit(lambda images: augment.eval_images(images, data_cfg))(jnp.asarray(images))
   if params is None:
-    params = model.init(jax.random.key(seed), x[:1])["params"]
-  _, state = model.apply({"params": params}, x, capture_intermediates=True,
-                         mutable=["intermediates"])
-  names = [n for n in params if "bias" in params[n] and n in state["intermediates"]]
+    params = jax.jit(model.init)(jax.random.key(seed), x[:1])["params"]
+
+  @jax.jit   # one program: run op by op, each layer's ops would compile one by one
+  def outputs(params, x):
+    _, state = model.apply({"params": params}, x, capture_intermediates=True,
+                           mutable=["intermediates"])
+    return {name: out["__call__"][0] for name, out in state["intermediates"].items()
+            if name in params and "bias" in params[name]}
+
+  maps = jax.device_get(outputs(params, x))
+  names = [n for n in params if n in maps]
   rows = []
   for name in names:
-    out = state["intermediates"][name]["__call__"][0].astype(jnp.float32)
+    out = np.asarray(maps[name], np.float32)
     out = out.reshape(-1, out.shape[-1])
-    signal = float(jnp.sqrt(jnp.mean(jnp.var(out, axis=0))))
-    bias = float(jnp.sqrt(jnp.mean(jnp.square(params[name]["bias"]))))
+    signal = float(np.sqrt(np.mean(np.var(out, axis=0))))
+    bias = float(np.sqrt(np.mean(np.square(np.asarray(params[name]["bias"], np.float32)))))
     relu = model_cfg.activation == "relu" and name != names[-1]
     rows.append({"layer": name, "signal": signal, "bias": bias,
                  "ratio": signal / bias if bias else math.inf,
-                 "dead": float(jnp.mean(jnp.all(out <= 0, axis=0))) if relu else None})
+                 "dead": float(np.mean(np.all(out <= 0, axis=0))) if relu else None})
   return rows
