@@ -376,8 +376,8 @@ def test_features_cli_exports_fc7_and_draws_the_neighbour_grid(run, restored, tm
   batch = {"image": np.stack([split[i]["image"] for i in range(5)]),
            "label": np.stack([split[i]["label"] for i in range(5)])}
   model = models.create_model(restored.cfg.model, 64)
-  _, state = model.apply({"params": jax.device_get(restored.params)},
-                         centre_crops(restored, batch["image"]), mutable=["intermediates"])
+  fc7 = jax.jit(lambda p, x: model.apply({"params": p}, x, mutable=["intermediates"])[1])
+  state = fc7(jax.device_get(restored.params), centre_crops(restored, batch["image"]))
   np.testing.assert_allclose(saved["features"][:5], state["intermediates"]["fc7_out"][0],
                              rtol=1e-5, atol=1e-5)
   np.testing.assert_array_equal(saved["labels"][:5], batch["label"])

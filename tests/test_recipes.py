@@ -85,10 +85,10 @@ def _conv1_and_lrn1(input_scale: str) -> tuple[np.ndarray, np.ndarray, float, fl
   files = sorted(glob.glob(os.path.join(DATA, "imagenette", "train", "*", "*.JPEG")))[::1000][:8]
   squares = np.stack([np.asarray(records.square(Image.open(f).convert("RGB"),
                                                 cfg.data.resize_size)) for f in files])
-  x = np.asarray(augment.eval_images(squares, cfg.data))
+  x = np.asarray(jax.jit(lambda s: augment.eval_images(s, cfg.data))(squares))
   model = models.create_model(cfg.model, cfg.data.image_size)
   params = jax.jit(model.init)(jax.random.key(0), x[:1])
-  _, out = model.apply(params, x, mutable=["intermediates"])
+  _, out = jax.jit(lambda p, x: model.apply(p, x, mutable=["intermediates"]))(params, x)
   inter = out["intermediates"]
   return (np.asarray(inter["conv1_out"][0]), np.asarray(inter["lrn1"][0]),
           cfg.model.lrn_k, cfg.model.lrn_beta)
