@@ -50,7 +50,8 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
   """Freezes the test process's objects (jax's, torch's, TensorFlow's: millions) before it
   exits, so that the interpreter's last garbage collections skip them rather than walk
-  them all (about 2 s per process; nothing the tests wrote is open by then)."""
+  them all (nothing the tests wrote is open by then; benchmarks/README.md, "A launcher's
+  exit")."""
   gc.freeze()
 
 

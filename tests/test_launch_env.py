@@ -41,7 +41,6 @@ def test_a_launcher_logs_the_changes_it_runs_with():
   assert huge == (environment.glibc_version() >= (2, 35)), proc.stderr
 
 
-
 def test_a_launchers_exit_finalises_its_garbage_and_freezes_the_rest(tmp_path):
   """launch/cli.py's exit handler: garbage left by `main` is collected (its finalisers run),
   and what is alive at exit is frozen, so the interpreter's last collections skip it (a
